@@ -1,0 +1,1 @@
+"""Command-line faces over the same functions the daemon uses."""

@@ -1,0 +1,45 @@
+"""The `evolver` command. Heavy imports (torch, trl) live inside command bodies so --help is instant."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import typer
+
+from evolver.cli.common import Globals
+from evolver.logs import LEVELS
+
+app = typer.Typer(
+    name="evolver",
+    help="Evolve a small language model generation after generation by learning from its own reflections.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines `register(app)`; one line per face keeps the grammar in one place.
+COMMAND_MODULES = (
+    "init_cmd",
+    "config_cmd",
+    "status_cmd",
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", "-c", help="Config file (default: $EVOLVER_CONFIG or ./evolver.toml)."),
+    log_level: str = typer.Option("warning", "--log-level", help=f"Console log level: {', '.join(LEVELS)}."),
+) -> None:
+    if log_level not in LEVELS:
+        raise typer.BadParameter(f"expected one of {', '.join(LEVELS)}, got {log_level!r}", param_hint="--log-level")
+    ctx.obj = Globals(config, log_level)
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"evolver.cli.{_name}").register(app)
+
+
+def main() -> None:
+    app()

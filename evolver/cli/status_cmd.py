@@ -1,0 +1,41 @@
+"""`evolver status`: where the store and the daemon stand; works on an empty store."""
+
+from __future__ import annotations
+
+import typer
+
+from evolver.cli.common import console, emit_json, loaded_config, open_store, run_guarded
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Current generation and phase, the promoted/pinned model, the last decision, the daemon."""
+        from evolver.daemon.status import gather
+
+        def body() -> dict:
+            cfg = loaded_config(ctx)
+            store = open_store(cfg, create=False)
+            try:
+                return gather(store, cfg.state_dir)
+            finally:
+                if store is not None:
+                    store.close()
+
+        info = run_guarded(body, as_json=as_json)
+        if as_json:
+            emit_json(info)
+            return
+        out = console()
+        d = info["daemon"]
+        out.print(f"state      {info['state_dir']}")
+        out.print(f"daemon     {'running (pid %d)' % d['pid'] if d['alive'] else 'not running'}")
+        out.print(f"generations {info['generations']}")
+        cur = info["pinned"] if info["pinned"] is not None else info["current"]
+        out.print(f"current    {'none yet' if cur is None else 'gen-%04d' % cur}{' (pinned)' if info['pinned'] is not None else ''}")
+        if info["latest"]:
+            lt = info["latest"]
+            out.print(f"latest     gen-{lt['id']:04d} {lt['status']}" + (f", phase {lt['phase']}" if lt["phase"] else ""))
+        if info["last_decision"]:
+            ld = info["last_decision"]
+            out.print(f"decision   {ld['kind']} gen-{ld['generation']:04d}: {ld['reason']}")

@@ -1,0 +1,137 @@
+"""Read `evolver.toml` with tomllib and validate it, turning every problem into one line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from evolver.config.schema import EvolverConfig
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message is one line naming file, key, expected and got."""
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config plus where it came from, so relative paths resolve against its folder."""
+
+    config: EvolverConfig
+    path: Path | None
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def resolve(self, value: str | Path) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.root / p).resolve()
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve(self.config.state_dir)
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.config)
+
+
+def config_hash(config: EvolverConfig) -> str:
+    """sha256 of the canonical JSON form: equal configs hash equal whatever the TOML layout."""
+    blob = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: {loc}: unknown key (got {_describe(first.get('input'))})"
+    if kind == "missing":
+        return f"{source}: {loc}: required key is missing"
+    msg = first["msg"]
+    for prefix in ("Value error, ", "Input should be ", "Input "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+            break
+    if not first["loc"]:
+        return f"{source}: {msg}"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {loc}: expected {msg[0].lower() + msg[1:]}, got {_describe(first.get('input'))}{more}"
+
+
+def validate(data: dict[str, Any], source: str = "<config>") -> EvolverConfig:
+    try:
+        return EvolverConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(source, err)) from None
+
+
+def load_config(path: str | Path | None) -> LoadedConfig:
+    """Load and validate a config file; `None` gives the built-in defaults."""
+    if path is None:
+        return LoadedConfig(EvolverConfig(), None)
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{p}: invalid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    return LoadedConfig(validate(data, str(p)), p.resolve())
+
+
+def _descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        if field.description:
+            out[key] = field.description
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.update(_descriptions(ann, key + "."))
+    return out
+
+
+def to_toml(config: EvolverConfig, annotated: bool = False) -> str:
+    """Render a config as TOML (tables in schema order, None values left out); `annotated` adds each key's help."""
+    data = config.model_dump(mode="json")
+    lines: list[str] = []
+    notes = _descriptions(EvolverConfig) if annotated else {}
+
+    def emit(table: str, d: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and v is not None
+                   and not (isinstance(v, list) and v and isinstance(v[0], dict))}
+        if table:
+            if table in notes:
+                lines.append(f"\n# {notes[table]}")
+            lines.append(f"[{table}]" if table in notes else f"\n[{table}]")
+        for k, v in scalars.items():
+            note = notes.get(f"{table}.{k}" if table else k)
+            lines.append(f"{k} = {json.dumps(v)}" + (f"  # {note}" if note else ""))
+        for k, v in d.items():
+            if isinstance(v, list) and v and isinstance(v[0], dict):
+                for item in v:
+                    lines.append(f"\n[[{table + '.' if table else ''}{k}]]")
+                    for ik, iv in item.items():
+                        lines.append(f"{ik} = {json.dumps(iv)}")
+        for k, v in d.items():
+            if isinstance(v, dict):
+                emit(f"{table}.{k}" if table else k, v)
+
+    emit("", data)
+    return "\n".join(lines).lstrip() + "\n"

@@ -1,0 +1,1 @@
+"""The daemon: orders the phases of each generation, owns the lock, signals and the scheduler."""

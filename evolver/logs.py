@@ -1,0 +1,49 @@
+"""structlog set-up: JSON lines to `state/logs/evolver.jsonl` plus a readable console.
+
+Configured once per process by the CLI; library code only calls `structlog.get_logger()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import structlog
+
+LEVELS = ("debug", "info", "warning", "error")
+
+
+def setup_logging(level: str = "info", log_dir: Path | None = None, console: bool = True) -> None:
+    lvl = getattr(logging, level.upper())
+    handlers: list[logging.Handler] = []
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_dir / "evolver.jsonl", encoding="utf-8")
+        fh.setFormatter(structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer()))
+        handlers.append(fh)
+    if console:
+        ch = logging.StreamHandler(sys.stderr)
+        ch.setFormatter(structlog.stdlib.ProcessorFormatter(
+            processor=structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())))
+        handlers.append(ch)
+    root = logging.getLogger("evolver")
+    root.handlers[:] = handlers
+    root.setLevel(lvl)
+    root.propagate = False
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**bind: object) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger("evolver").bind(**bind)

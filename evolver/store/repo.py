@@ -1,0 +1,401 @@
+"""The store: the only shared state, and the only module that opens the database.
+
+Writes are idempotent (natural unique keys + ON CONFLICT DO NOTHING), so a phase
+that is re-run after a crash never duplicates rows. Every write transaction starts
+with BEGIN IMMEDIATE: with WAL, readers never wait, and a writer waits for another
+writer (busy_timeout) instead of failing half-way with "database is locked".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+from sqlmodel import Session, col, select
+
+from evolver.store.migrations import migrate
+from evolver.store.schema import (
+    Attempt,
+    Dataset,
+    EvalResult,
+    Event,
+    Generation,
+    Phase,
+    Pointer,
+    Question,
+    Reflection,
+)
+
+BUSY_TIMEOUT_MS = 30_000
+EVENT_KINDS = ("promoted", "rejected", "rolled_back", "pinned", "unpinned", "manual_promote", "failed", "note")
+
+
+class StoreError(Exception):
+    """A store operation that cannot proceed; the message names the row or file."""
+
+
+def canonical_hash(obj: Any) -> str:
+    """sha256 of canonical JSON: the content address of rows, snapshots and results."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+class Store:
+    """A repository over one SQLite file. Open with `Store.open(path)`."""
+
+    def __init__(self, path: Path, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.engine = engine
+        self.clock = clock
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, clock: Callable[[], float] = time.time, migrate_upto: int | None = None) -> Store:
+        """Open (creating if needed) and migrate forward; refuse a database from a newer evolver."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        raw = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            _pragmas(raw, None)
+            migrate(raw, str(p), upto=migrate_upto)
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{p}: not a usable evolver database ({err})") from None
+        finally:
+            raw.close()
+        engine = create_engine(f"sqlite:///{p}", connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _pragmas)
+        return cls(p, engine, clock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT)."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.exec_driver_sql("COMMIT")
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine) as s:
+            yield s
+
+    def _many(self, conn: Connection, sql: str, rows: Sequence[tuple]) -> None:
+        if rows:
+            conn.exec_driver_sql(sql, list(rows))
+
+    def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql, params).fetchall()]
+
+    # -- generations -------------------------------------------------------------------------
+    def create_generation(
+        self, gen_id: int, parent_id: int | None, base_model: str, config_hash: str, config_json: str,
+        status: str = "running", adapter_path: str | None = None, adapter_sha256: str | None = None,
+    ) -> Generation:
+        with self.tx() as c:
+            c.exec_driver_sql(
+                "INSERT INTO generations (id, parent_id, base_model, adapter_path, adapter_sha256, status,"
+                " config_hash, config_json, created_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
+                (gen_id, parent_id, base_model, adapter_path, adapter_sha256, status, config_hash, config_json, self.clock()),
+            )
+        gen = self.generation(gen_id)
+        assert gen is not None
+        return gen
+
+    def generation(self, gen_id: int) -> Generation | None:
+        with self.session() as s:
+            return s.get(Generation, gen_id)
+
+    def generations(self) -> list[Generation]:
+        with self.session() as s:
+            return list(s.exec(select(Generation).order_by(col(Generation.id))))
+
+    def latest_generation(self) -> Generation | None:
+        with self.session() as s:
+            return s.exec(select(Generation).order_by(col(Generation.id).desc()).limit(1)).first()
+
+    def update_generation(self, gen_id: int, **fields: Any) -> None:
+        allowed = {"status", "adapter_path", "adapter_sha256", "finished_at", "note", "parent_id"}
+        bad = set(fields) - allowed
+        if bad:
+            raise StoreError(f"generation {gen_id}: cannot update {sorted(bad)}")
+        if not fields:
+            return
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.tx() as c:
+            cur = c.exec_driver_sql(f"UPDATE generations SET {sets} WHERE id = ?", (*fields.values(), gen_id))
+            if cur.rowcount == 0:
+                raise StoreError(f"generation {gen_id} does not exist")
+
+    # -- phases ------------------------------------------------------------------------------
+    def phase_start(self, gen_id: int, name: str) -> int:
+        """Mark a phase running and count the attempt; returns the attempt number (1-based)."""
+        now = self.clock()
+        with self.tx() as c:
+            c.exec_driver_sql(
+                "INSERT INTO phases (generation_id, name, status, attempts, started_at) VALUES (?,?,'running',1,?)"
+                " ON CONFLICT(generation_id, name) DO UPDATE SET status='running', attempts=attempts+1,"
+                " started_at=excluded.started_at, finished_at=NULL, error=NULL",
+                (gen_id, name, now),
+            )
+            return int(c.exec_driver_sql(
+                "SELECT attempts FROM phases WHERE generation_id=? AND name=?", (gen_id, name)).scalar_one())
+
+    def phase_finish(self, gen_id: int, name: str, status: str = "done", detail: dict | None = None,
+                     error: str | None = None) -> None:
+        if status not in ("done", "failed", "skipped"):
+            raise StoreError(f"phase {name}: bad final status {status!r}")
+        with self.tx() as c:
+            c.exec_driver_sql(
+                "INSERT INTO phases (generation_id, name, status, attempts, finished_at, error, detail)"
+                " VALUES (?,?,?,0,?,?,?) ON CONFLICT(generation_id, name) DO UPDATE SET status=excluded.status,"
+                " finished_at=excluded.finished_at, error=excluded.error, detail=excluded.detail",
+                (gen_id, name, status, self.clock(), error, json.dumps(detail) if detail is not None else None),
+            )
+
+    def phases(self, gen_id: int) -> list[Phase]:
+        with self.session() as s:
+            return list(s.exec(select(Phase).where(Phase.generation_id == gen_id).order_by(col(Phase.id))))
+
+    def phase(self, gen_id: int, name: str) -> Phase | None:
+        with self.session() as s:
+            return s.exec(select(Phase).where(Phase.generation_id == gen_id, Phase.name == name)).first()
+
+    # -- questions ---------------------------------------------------------------------------
+    def upsert_questions(self, rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+        """Insert questions once (by source + external_id); return external_id -> row id."""
+        rows = list(rows)
+        if not rows:
+            return {}
+        tuples = [
+            (r["source"], str(r["external_id"]), r.get("split", "test"), r["text"], str(r["gold"]),
+             canonical_hash({"text": r["text"], "gold": str(r["gold"])}),
+             json.dumps(r.get("meta")) if r.get("meta") is not None else None)
+            for r in rows
+        ]
+        with self.tx() as c:
+            self._many(c, "INSERT INTO questions (source, external_id, split, text, gold, content_hash, meta)"
+                          " VALUES (?,?,?,?,?,?,?) ON CONFLICT(source, external_id) DO NOTHING", tuples)
+        sources = {r["source"] for r in rows}
+        out: dict[str, int] = {}
+        for src in sources:
+            for ext, qid in self._all("SELECT external_id, id FROM questions WHERE source=?", (src,)):
+                out[ext] = qid
+        return out
+
+    def questions(self, ids: Iterable[int]) -> dict[int, Question]:
+        ids = list(ids)
+        out: dict[int, Question] = {}
+        with self.session() as s:
+            for i in range(0, len(ids), 900):
+                for q in s.exec(select(Question).where(col(Question.id).in_(ids[i:i + 900]))):
+                    out[q.id] = q  # type: ignore[index]
+        return out
+
+    # -- attempts and reflections ------------------------------------------------------------
+    ATTEMPT_COLS = ("generation_id", "purpose", "question_id", "trial", "branch", "backend", "model_ref", "sampling",
+                    "seed", "prompt", "output", "answer", "correct", "reason", "feedback", "tokens_in", "tokens_out",
+                    "created_at")
+    REFLECTION_COLS = ("generation_id", "purpose", "attempt_id", "branch", "instruction_id", "model_ref", "sampling",
+                       "seed", "prompt", "text", "tokens_out", "created_at")
+
+    def insert_attempts(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
+        now = self.clock()
+        tuples = [tuple(now if k == "created_at" else r.get(k, 0 if k.startswith("tokens") else None)
+                        for k in self.ATTEMPT_COLS) for r in rows]
+        sql = (f"INSERT INTO attempts ({', '.join(self.ATTEMPT_COLS)}) VALUES ({', '.join('?' * len(self.ATTEMPT_COLS))})"
+               " ON CONFLICT(generation_id, purpose, question_id, trial, branch) DO NOTHING")
+        if conn is not None:
+            self._many(conn, sql, tuples)
+            return
+        with self.tx() as c:
+            self._many(c, sql, tuples)
+
+    def insert_reflections(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
+        now = self.clock()
+        tuples = [tuple(now if k == "created_at" else r.get(k, 0 if k == "tokens_out" else None)
+                        for k in self.REFLECTION_COLS) for r in rows]
+        sql = (f"INSERT INTO reflections ({', '.join(self.REFLECTION_COLS)}) VALUES "
+               f"({', '.join('?' * len(self.REFLECTION_COLS))})"
+               " ON CONFLICT(generation_id, purpose, attempt_id, branch) DO NOTHING")
+        if conn is not None:
+            self._many(conn, sql, tuples)
+            return
+        with self.tx() as c:
+            self._many(c, sql, tuples)
+
+    def link_reflections(self, links: Sequence[tuple[int, int, bool]]) -> None:
+        """Record, for each reflection id, the trial it led to and whether that trial was correct."""
+        with self.tx() as c:
+            self._many(c, "UPDATE reflections SET next_attempt_id=?, success=? WHERE id=?",
+                       [(nxt, ok, rid) for rid, nxt, ok in links])
+
+    def attempts(self, gen_id: int, purpose: str) -> list[Attempt]:
+        with self.session() as s:
+            return list(s.exec(select(Attempt).where(Attempt.generation_id == gen_id, Attempt.purpose == purpose)
+                               .order_by(col(Attempt.id))))
+
+    def reflections(self, gen_id: int, purpose: str) -> list[Reflection]:
+        with self.session() as s:
+            return list(s.exec(select(Reflection).where(Reflection.generation_id == gen_id,
+                                                        Reflection.purpose == purpose).order_by(col(Reflection.id))))
+
+    def attempt(self, attempt_id: int) -> Attempt | None:
+        with self.session() as s:
+            return s.get(Attempt, attempt_id)
+
+    # -- dataset snapshots -------------------------------------------------------------------
+    def put_dataset(self, gen_id: int | None, kind: str, source: str, payloads: Sequence[dict[str, Any]]) -> tuple[int, str]:
+        """Store a snapshot once; a second call with the same (generation, kind, source) returns the first."""
+        h = canonical_hash(list(payloads))
+        with self.tx() as c:
+            if gen_id is None:
+                found = c.exec_driver_sql(
+                    "SELECT id, content_hash FROM datasets WHERE generation_id IS NULL AND kind=? AND content_hash=?",
+                    (kind, h)).first()
+            else:
+                found = c.exec_driver_sql(
+                    "SELECT id, content_hash FROM datasets WHERE generation_id=? AND kind=? AND source=?",
+                    (gen_id, kind, source)).first()
+            if found:
+                return int(found[0]), str(found[1])
+            ds_id = c.exec_driver_sql(
+                "INSERT INTO datasets (generation_id, kind, source, content_hash, n_rows, created_at)"
+                " VALUES (?,?,?,?,?,?) RETURNING id", (gen_id, kind, source, h, len(payloads), self.clock())).scalar_one()
+            self._many(c, "INSERT INTO dataset_rows (dataset_id, idx, payload) VALUES (?,?,?)",
+                       [(ds_id, i, json.dumps(p, ensure_ascii=False)) for i, p in enumerate(payloads)])
+        return int(ds_id), h
+
+    def datasets(self, gen_id: int | None = None) -> list[Dataset]:
+        with self.session() as s:
+            q = select(Dataset).order_by(col(Dataset.id))
+            if gen_id is not None:
+                q = q.where(Dataset.generation_id == gen_id)
+            return list(s.exec(q))
+
+    def dataset_rows(self, dataset_id: int) -> list[dict[str, Any]]:
+        return [json.loads(p) for (p,) in self._all(
+            "SELECT payload FROM dataset_rows WHERE dataset_id=? ORDER BY idx", (dataset_id,))]
+
+    def find_dataset(self, gen_id: int, kind: str) -> Dataset | None:
+        with self.session() as s:
+            return s.exec(select(Dataset).where(Dataset.generation_id == gen_id, Dataset.kind == kind)
+                          .order_by(col(Dataset.id))).first()
+
+    # -- evaluation --------------------------------------------------------------------------
+    def put_eval_results(self, gen_id: int, benchmark: str, protocol: str, config_hash: str,
+                         metrics: dict[str, tuple[float, int]]) -> None:
+        now = self.clock()
+        with self.tx() as c:
+            self._many(c, "INSERT INTO eval_results (generation_id, benchmark, protocol, metric, value, n, config_hash,"
+                          " created_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(generation_id, benchmark, protocol, metric,"
+                          " config_hash) DO UPDATE SET value=excluded.value, n=excluded.n, created_at=excluded.created_at",
+                       [(gen_id, benchmark, protocol, m, float(v), int(n), config_hash, now) for m, (v, n) in metrics.items()])
+
+    def eval_results(self, gen_id: int | None = None, benchmark: str | None = None) -> list[EvalResult]:
+        with self.session() as s:
+            q = select(EvalResult).order_by(col(EvalResult.id))
+            if gen_id is not None:
+                q = q.where(EvalResult.generation_id == gen_id)
+            if benchmark is not None:
+                q = q.where(EvalResult.benchmark == benchmark)
+            return list(s.exec(q))
+
+    # -- events and pointers -----------------------------------------------------------------
+    def record_event(self, kind: str, gen_id: int | None, actor: str, reason: str,
+                     metrics: dict[str, Any] | None = None, conn: Connection | None = None) -> None:
+        if kind not in EVENT_KINDS:
+            raise StoreError(f"unknown event kind {kind!r}")
+        args = (self.clock(), kind, gen_id, actor, reason, json.dumps(metrics) if metrics is not None else None)
+        sql = "INSERT INTO events (ts, kind, generation_id, actor, reason, metrics) VALUES (?,?,?,?,?,?)"
+        if conn is not None:
+            conn.exec_driver_sql(sql, args)
+            return
+        with self.tx() as c:
+            c.exec_driver_sql(sql, args)
+
+    def events(self, gen_id: int | None = None, limit: int | None = None) -> list[Event]:
+        with self.session() as s:
+            q = select(Event).order_by(col(Event.id).desc())
+            if gen_id is not None:
+                q = q.where(Event.generation_id == gen_id)
+            if limit is not None:
+                q = q.limit(limit)
+            return list(s.exec(q))
+
+    def set_pointer(self, name: str, gen_id: int | None, conn: Connection | None = None) -> None:
+        sql = ("INSERT INTO pointers (name, generation_id, updated_at) VALUES (?,?,?) ON CONFLICT(name) DO UPDATE SET"
+               " generation_id=excluded.generation_id, updated_at=excluded.updated_at")
+        if conn is not None:
+            conn.exec_driver_sql(sql, (name, gen_id, self.clock()))
+            return
+        with self.tx() as c:
+            c.exec_driver_sql(sql, (name, gen_id, self.clock()))
+
+    def pointer(self, name: str) -> int | None:
+        with self.session() as s:
+            p = s.get(Pointer, name)
+            return p.generation_id if p else None
+
+    def current_generation(self) -> int | None:
+        """The generation in use: the pin when set, else the promoted pointer."""
+        pinned = self.pointer("pinned")
+        return pinned if pinned is not None else self.pointer("current")
+
+    # -- training logs -----------------------------------------------------------------------
+    def add_train_logs(self, gen_id: int, phase: str, rows: Sequence[dict[str, Any]]) -> None:
+        with self.tx() as c:
+            self._many(c, "INSERT INTO train_logs (generation_id, phase, step, loss, learning_rate, extra)"
+                          " VALUES (?,?,?,?,?,?) ON CONFLICT(generation_id, phase, step) DO NOTHING",
+                       [(gen_id, phase, int(r["step"]), r.get("loss"), r.get("learning_rate"),
+                         json.dumps({k: v for k, v in r.items() if k not in ("step", "loss", "learning_rate")}))
+                        for r in rows])
+
+    def train_logs(self, gen_id: int, phase: str) -> list[dict[str, Any]]:
+        return [{"step": s, "loss": lo, "learning_rate": lr, **json.loads(ex or "{}")} for s, lo, lr, ex in self._all(
+            "SELECT step, loss, learning_rate, extra FROM train_logs WHERE generation_id=? AND phase=? ORDER BY step",
+            (gen_id, phase))]
+
+    # -- summaries ---------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        tables = ("generations", "questions", "attempts", "reflections", "datasets", "eval_results", "events")
+        with self.engine.connect() as conn:
+            return {t: int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {t}").scalar_one()) for t in tables}
+
+    def integrity_ok(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
+
+    def schema_version(self) -> list[str]:
+        return [r[0] for r in self._all("SELECT name FROM schema_migrations ORDER BY name")]

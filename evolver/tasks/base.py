@@ -1,0 +1,46 @@
+"""What every benchmark is: a loader, an answer format, and a scorer (the verifier).
+
+The embedded world is one task like the others; nothing in the loop special-cases it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Item:
+    """One question. `id` is the external id the loader assigns (stable across runs)."""
+
+    id: str
+    text: str
+    gold: str
+    split: str = "test"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verifier's judgement of one output.
+
+    `reason` is 'correct', 'wrong', 'unparsed', or a short cause ('timeout', 'error: ...').
+    `feedback` may be shown to the reflector (a failing test's message, say); it never holds the gold answer.
+    """
+
+    correct: bool
+    answer: str | None
+    reason: str
+    feedback: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+class Task(Protocol):
+    """A benchmark. `answer_format` is the one-line instruction telling the model how to finish."""
+
+    name: str
+    answer_format: str
+
+    def load(self, split: str = "test", limit: int | None = None) -> list[Item]: ...
+
+    def score(self, item: Item, output: str) -> Verdict: ...

@@ -1,0 +1,1 @@
+"""evolver.tui."""
