@@ -1,1 +1,1 @@
-"""evolver.backends."""
+"""Generation backends behind one small interface (transformers, vLLM, OpenAI-compatible)."""

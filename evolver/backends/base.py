@@ -1,0 +1,59 @@
+"""The generation backend interface: small enough for transformers, vLLM and remote servers.
+
+Backends know nothing of the store, tasks or reflection: strings in, strings out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 160
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter by generation: `name` is unique per generation (vLLM must never reuse one)."""
+
+    name: str
+    path: Path
+    uid: int
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str  # 'stop' | 'length'
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int],
+                 adapter: Adapter | None = None) -> list[Output]:
+        """One output per prompt; item i is sampled from `seeds[i]` whatever the batching."""
+        ...
+
+    def logprob(self, prompts: Sequence[str], completions: Sequence[str], adapter: Adapter | None = None) -> list[float]:
+        """Sum of log-probabilities of each completion given its prompt (for the self-judge)."""
+        ...
+
+    def render(self, text: str) -> str:
+        """The exact string sent for a user text: itself for base models, the chat template for chat models."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,84 @@
+"""Resolving and loading base models: hub id, local folder, or the embedded world's model.
+
+Loading goes through `from_pretrained` for every model, so the embedded one tests the real path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evolver.config.schema import ModelConfig
+
+
+class ModelLoadError(Exception):
+    """A base model or adapter that cannot be loaded; one line naming the path or id."""
+
+
+def resolve_base(model: ModelConfig, root: Path | None = None) -> str:
+    """'embedded' -> the shipped world model folder; a relative existing folder -> absolute; else a hub id."""
+    if model.base == "embedded":
+        from evolver.world import base_model_path
+
+        return str(base_model_path())
+    p = Path(model.base).expanduser()
+    if not p.is_absolute() and root is not None and (root / p).exists():
+        p = root / p
+    if p.exists() or model.base.startswith((".", "/", "~")):
+        return str(p.resolve())
+    return model.base
+
+
+def pick_device(model: ModelConfig) -> str:
+    import torch
+
+    if model.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return model.device
+
+
+def pick_dtype(model: ModelConfig, device: str) -> Any:
+    import torch
+
+    if model.dtype == "auto":
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    return getattr(torch, model.dtype)
+
+
+def load_tokenizer(ref: str, revision: str | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    _check_folder(ref)
+    try:
+        tok = AutoTokenizer.from_pretrained(ref, revision=revision)
+    except Exception as err:  # transformers raises many types; the user needs one line
+        raise ModelLoadError(f"{ref}: cannot load tokenizer ({type(err).__name__}: {_first_line(err)})") from None
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(ref: str, model: ModelConfig, device: str | None = None) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    _check_folder(ref)
+    device = device or pick_device(model)
+    try:
+        lm = AutoModelForCausalLM.from_pretrained(ref, revision=model.revision, dtype=pick_dtype(model, device))
+    except Exception as err:
+        raise ModelLoadError(f"{ref}: cannot load model ({type(err).__name__}: {_first_line(err)})") from None
+    return lm.to(device).eval()
+
+
+def _check_folder(ref: str) -> None:
+    p = Path(ref)
+    if ref.startswith(("/", ".", "~")) and not p.is_dir():
+        raise ModelLoadError(f"{ref}: model folder not found")
+    if p.is_dir() and not (p / "config.json").is_file():
+        raise ModelLoadError(f"{ref}: not a model folder (no config.json)")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else ""
