@@ -132,6 +132,8 @@ class EvaluationConfig(_Section):
     max_rounds: int = Field(1, ge=1, le=8, description="Reflect -> correct rounds counted in acc@t2.")
     limit: int | None = Field(None, ge=1, description="Cap questions per suite (None = the manifest's cap).")
     primary: str = Field("acc@t2", description="Metric policies compare first.")
+    instruction: str = Field("1-1-2", description="Pool instruction id used for the (greedy) evaluation reflections.")
+    paper_protocol: bool = Field(True, description="Also report acc@t2 with trial 1 fixed at generation 0's answers.")
 
 
 class PolicyConfig(_Section):
@@ -164,12 +166,14 @@ class EvolverConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> EvolverConfig:
+        # Messages follow the loader's shape "key: expected ..., got ..." (the loader prefixes the file).
         if self.generation.backend == "vllm" and self.generation.vllm.max_lora_rank < self.training.lora.r:
             raise ValueError(
-                f"generation.vllm.max_lora_rank={self.generation.vllm.max_lora_rank} is below "
-                f"training.lora.r={self.training.lora.r}"
+                f"generation.vllm.max_lora_rank: expected >= training.lora.r ({self.training.lora.r}) "
+                f"when generation.backend = 'vllm', got {self.generation.vllm.max_lora_rank}"
             )
         ids = [i.id for i in self.reflection.extra_instructions]
-        if len(ids) != len(set(ids)):
-            raise ValueError("reflection.extra_instructions has duplicate ids")
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"reflection.extra_instructions: expected unique ids, got {dupes[0]!r} more than once")
         return self

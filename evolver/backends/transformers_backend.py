@@ -1,0 +1,180 @@
+"""The transformers backend: batched `generate` with left padding, length-sorted batches and a KV cache.
+
+Sampling is reproducible per item: each row draws its randomness from its own seeded generator
+(Gumbel-max over temperature/top-p-warped logits), so what an item gets does not depend on which
+batch it landed in or on where an interrupted run resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from evolver.backends.base import Adapter, Output, Sampling
+from evolver.config.schema import ModelConfig
+from evolver.models import ModelLoadError, load_causal_lm, load_tokenizer, pick_device
+
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>")
+
+
+class _SeededGumbel:
+    """A logits processor turning greedy search into per-row seeded sampling."""
+
+    def __init__(self, seeds: Sequence[int], sampling: Sampling, device: str) -> None:
+        self.temperature = sampling.temperature
+        self.top_p = sampling.top_p
+        self.gens = [torch.Generator(device="cpu").manual_seed(int(s) % (2**63)) for s in seeds]
+        self.device = device
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        logits = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            sorted_logits, idx = torch.sort(logits, descending=True, dim=-1)
+            probs = sorted_logits.softmax(-1)
+            cum = probs.cumsum(-1)
+            drop = cum - probs > self.top_p  # keep the smallest prefix whose mass reaches top_p
+            sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+            logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, sorted_logits)
+        vocab = logits.shape[-1]
+        u = torch.stack([torch.rand(vocab, generator=g) for g in self.gens]).to(logits.device)
+        gumbel = -torch.log(-torch.log(u.clamp_(1e-10, 1.0 - 1e-7)))
+        return logits + gumbel
+
+
+class TransformersBackend:
+    """Generation with a local transformers model; one adapter is active at a time, merged when exact."""
+
+    name = "transformers"
+
+    def __init__(self, base_ref: str, model_cfg: ModelConfig, batch_size: int = 64) -> None:
+        if model_cfg.threads:
+            torch.set_num_threads(model_cfg.threads)
+        self.base_ref = base_ref
+        self.model_cfg = model_cfg
+        self.batch_size = batch_size
+        self.device = pick_device(model_cfg)
+        self.tokenizer = load_tokenizer(base_ref, model_cfg.revision)
+        style = model_cfg.prompt_style
+        self.chat = style == "chat" or (style == "auto" and bool(getattr(self.tokenizer, "chat_template", None)))
+        self._base = load_causal_lm(base_ref, model_cfg, self.device)
+        self._model: Any = self._base
+        self._adapter: Adapter | None = None
+        self.stop_ids = self._stop_ids()
+
+    # -- interface ---------------------------------------------------------------------------
+    def render(self, text: str) -> str:
+        if not self.chat:
+            return text
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def generate(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int],
+                 adapter: Adapter | None = None) -> list[Output]:
+        if len(prompts) != len(seeds):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        model = self._use(adapter)
+        enc = [self._encode(p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(enc[i]))
+        out: list[Output | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            for i, o in zip(idx, self._generate_batch(model, [enc[i] for i in idx], [seeds[i] for i in idx], sampling)):
+                out[i] = o
+        return [o for o in out if o is not None]
+
+    def logprob(self, prompts: Sequence[str], completions: Sequence[str], adapter: Adapter | None = None) -> list[float]:
+        model = self._use(adapter)
+        pairs = [(self._encode(p), self.tokenizer(c, add_special_tokens=False).input_ids) for p, c in zip(prompts, completions)]
+        result: list[float] = [0.0] * len(pairs)
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            seqs = [pairs[i][0] + pairs[i][1] for i in idx]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            for r, s in enumerate(seqs):
+                ids[r, width - len(s):] = torch.tensor(s)
+                mask[r, width - len(s):] = 1
+            with torch.inference_mode():
+                logits = model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
+            logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:].to(self.device).unsqueeze(-1)).squeeze(-1)
+            for r, i in enumerate(idx):
+                n_c = len(pairs[i][1])
+                result[i] = float(logp[r, width - 1 - n_c:].sum()) if n_c else 0.0
+        return result
+
+    def close(self) -> None:
+        self._model = self._base = None  # type: ignore[assignment]
+
+    # -- internals ---------------------------------------------------------------------------
+    def _encode(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt, add_special_tokens=not self.chat).input_ids
+
+    def _stop_ids(self) -> list[int]:
+        ids: set[int] = set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        gen_eos = getattr(self._base.generation_config, "eos_token_id", None)
+        if isinstance(gen_eos, int):
+            ids.add(gen_eos)
+        elif isinstance(gen_eos, list):
+            ids.update(int(i) for i in gen_eos)
+        if self.chat:
+            vocab = self.tokenizer.get_vocab()
+            ids.update(vocab[t] for t in END_OF_TURN if t in vocab)
+        return sorted(ids)
+
+    def _use(self, adapter: Adapter | None) -> Any:
+        """Activate an adapter: loaded once, merged into a fresh base copy when the dtype makes merging exact."""
+        if adapter == self._adapter:
+            return self._model
+        if adapter is None:
+            self._model, self._adapter = self._base, None
+            return self._model
+        from peft import PeftModel
+
+        if not (adapter.path / "adapter_config.json").is_file():
+            raise ModelLoadError(f"{adapter.path}: adapter not found (no adapter_config.json)")
+        fresh = load_causal_lm(self.base_ref, self.model_cfg, self.device)
+        peft_model = PeftModel.from_pretrained(fresh, str(adapter.path))
+        exact = next(fresh.parameters()).dtype == torch.float32
+        self._model = (peft_model.merge_and_unload() if exact else peft_model).eval()
+        self._adapter = adapter
+        return self._model
+
+    def _generate_batch(self, model: Any, seqs: list[list[int]], seeds: list[int], sampling: Sampling) -> list[Output]:
+        pad = self.tokenizer.pad_token_id
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[r, width - len(s):] = 1
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=sampling.max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
+            pad_token_id=pad, eos_token_id=self.stop_ids, temperature=None, top_p=None, top_k=None,
+        )
+        if not sampling.greedy:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList([_SeededGumbel(seeds, sampling, self.device)])
+        with torch.inference_mode():
+            gen = model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
+        new = gen[:, width:].cpu()
+        outs: list[Output] = []
+        stop = set(self.stop_ids)
+        for r in range(len(seqs)):
+            toks = new[r].tolist()
+            n, reason = len(toks), "length"
+            for j, t in enumerate(toks):
+                if t in stop:
+                    n, reason = j + 1, "stop"
+                    break
+            keep = [t for t in toks[:n] if t not in stop and t != pad]
+            text = self.tokenizer.decode(keep, skip_special_tokens=True)
+            outs.append(Output(text=text, tokens_in=len(seqs[r]), tokens_out=n, finish_reason=reason))
+        return outs

@@ -1,0 +1,68 @@
+"""Pieces the generate, harvest and evaluate phases share: tasks by name, adapters by generation, specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evolver.backends.base import Adapter, Sampling
+from evolver.config import LoadedConfig
+from evolver.config.schema import SamplingConfig
+from evolver.reflection.instructions import Instruction, build_pool
+from evolver.store import Store
+from evolver.tasks.base import Item, Task
+
+
+def evals_dirs(cfg: LoadedConfig) -> list[Path]:
+    """Where suites are looked up: the config's evals/ first, then the shipped defaults."""
+    from evolver.paths import defaults_dir
+
+    dirs = [cfg.resolve("evals")]
+    try:
+        shipped = defaults_dir() / "evals"
+        if shipped not in dirs:
+            dirs.append(shipped)
+    except FileNotFoundError:
+        pass
+    return dirs
+
+
+def load_task(cfg: LoadedConfig, name: str) -> Task:
+    from evolver.tasks.suites import find_suite
+
+    return find_suite(name, evals_dirs(cfg)).task()
+
+
+def suite_limit(cfg: LoadedConfig, name: str) -> int | None:
+    from evolver.tasks.suites import find_suite
+
+    limit = cfg.config.evaluation.limit
+    suite_cap = getattr(find_suite(name, evals_dirs(cfg)), "limit", None)
+    caps = [c for c in (limit, suite_cap) if c]
+    return min(caps) if caps else None
+
+
+def sampling(s: SamplingConfig) -> Sampling:
+    return Sampling(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens)
+
+
+def instruction_pool(cfg: LoadedConfig) -> list[Instruction]:
+    r = cfg.config.reflection
+    return build_pool(r.instruction_ids or None, [(i.id, i.text) for i in r.extra_instructions])
+
+
+def adapter_for(store: Store, generation: int | None) -> Adapter | None:
+    """The adapter a generation's model uses (None for the base model)."""
+    if generation is None:
+        return None
+    g = store.generation(generation)
+    if g is None or not g.adapter_path:
+        return None
+    return Adapter(name=f"gen-{g.id:04d}", path=Path(g.adapter_path), uid=g.id, sha256=g.adapter_sha256)
+
+
+def register_items(store: Store, task: Task, items: list[Item]) -> dict[int, Item]:
+    """Put questions in the store once; return question id -> item."""
+    ids = store.upsert_questions(
+        {"source": task.name, "external_id": it.id, "split": it.split, "text": it.text, "gold": it.gold,
+         "meta": it.meta or None} for it in items)
+    return {ids[it.id]: it for it in items}

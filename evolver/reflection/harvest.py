@@ -1,0 +1,105 @@
+"""The harvest phase: turn a generation's reflections into content-hashed training snapshots.
+
+D+ (reflection → correct retry), D− (→ still wrong), D± (chosen × rejected for the same failed
+trial, capped per question), Dpref (pairs of successful reflections ranked by a judge) and T1
+(trial-1-correct answers). Deterministic, so re-running stores nothing new.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from evolver.backends.base import Backend
+from evolver.context import PhaseContext
+from evolver.reflection.common import adapter_for
+from evolver.reflection.generate import PURPOSE
+
+KINDS = ("D+", "D-", "D±", "Dpref", "T1")
+
+
+def build_rows(ctx: PhaseContext) -> tuple[dict[str, list[dict[str, Any]]], list[tuple[int, dict]]]:
+    """All snapshot rows except Dpref, plus the (failed attempt, successful reflection rows) groups Dpref ranks."""
+    store = ctx.store
+    attempts = {a.id: a for a in store.attempts(ctx.generation, PURPOSE)}
+    refl = [r for r in store.reflections(ctx.generation, PURPOSE) if r.next_attempt_id is not None]
+    questions = store.questions({a.question_id for a in attempts.values()})
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    by_failed: dict[int, list[tuple[Any, dict]]] = defaultdict(list)
+    for r in sorted(refl, key=lambda r: (r.attempt_id, r.branch)):
+        a0, a1 = attempts.get(r.attempt_id), attempts.get(r.next_attempt_id)  # type: ignore[arg-type]
+        if a0 is None or a1 is None:
+            continue
+        row = {"question_id": a0.question_id, "attempt_id": a0.id, "reflection_id": r.id, "next_attempt_id": a1.id,
+               "instruction_id": r.instruction_id, "question": questions[a0.question_id].text, "trial1": a0.output,
+               "reflect_prompt": r.prompt, "reflection": r.text, "retry_prompt": a1.prompt, "trial2": a1.output}
+        out["D+" if a1.correct else "D-"].append(row)
+        by_failed[a0.id].append((r, row))
+    cap = ctx.cfg.config.reflection.pairs_per_question
+    groups: list[tuple[int, dict]] = []
+    for failed_id, rs in sorted(by_failed.items()):
+        good = [(r, row) for r, row in rs if r.success]
+        bad = [(r, row) for r, row in rs if not r.success]
+        pairs = [(g, b) for g in good for b in bad][:cap]
+        for (gr, grow), (br, _brow) in pairs:
+            out["D±"].append({"question_id": grow["question_id"], "prompt": gr.prompt, "chosen": gr.text,
+                              "rejected": br.text, "chosen_id": gr.id, "rejected_id": br.id})
+        if len(good) >= 2:
+            groups.append((failed_id, {"rows": [row for _r, row in good]}))
+    for a in sorted(attempts.values(), key=lambda a: a.id):
+        if a.trial == 1 and a.correct:
+            out["T1"].append({"question_id": a.question_id, "attempt_id": a.id, "prompt": a.prompt,
+                              "completion": a.output})
+    return out, groups
+
+
+def judge_pairs(ctx: PhaseContext, groups: list[tuple[int, dict]], backend: Backend) -> list[dict[str, Any]]:
+    """Rank successful reflections by the model's mean log-likelihood of the correct retry they led to."""
+    flat = [row for _fid, g in groups for row in g["rows"]]
+    if not flat:
+        return []
+    scores = backend.logprob([r["retry_prompt"] for r in flat], [r["trial2"] for r in flat],
+                             adapter_for(ctx.store, ctx.parent))
+    lengths = [max(len(r["trial2"].split()), 1) for r in flat]
+    score_of = {r["reflection_id"]: s / n for r, s, n in zip(flat, scores, lengths)}
+    cap = ctx.cfg.config.reflection.pairs_per_question
+    out = []
+    for _fid, g in groups:
+        ranked = sorted(g["rows"], key=lambda r: (-score_of[r["reflection_id"]], r["reflection_id"]))
+        pairs = [(ranked[i], ranked[j]) for i in range(len(ranked)) for j in range(i + 1, len(ranked))][:cap]
+        for hi, lo in pairs:
+            if score_of[hi["reflection_id"]] == score_of[lo["reflection_id"]]:
+                continue
+            out.append({"question_id": hi["question_id"], "prompt": hi["reflect_prompt"], "chosen": hi["reflection"],
+                        "rejected": lo["reflection"], "chosen_id": hi["reflection_id"], "rejected_id": lo["reflection_id"],
+                        "judge": "self", "chosen_score": score_of[hi["reflection_id"]],
+                        "rejected_score": score_of[lo["reflection_id"]]})
+    return out
+
+
+def run(ctx: PhaseContext, backend: Backend | None = None) -> dict[str, Any]:
+    rows, groups = build_rows(ctx)
+    if ctx.cfg.config.reflection.judge == "self" and groups:
+        existing = ctx.store.find_dataset(ctx.generation, "Dpref")
+        if existing is None:
+            own = backend is None
+            if backend is None:
+                from evolver.backends.factory import make_backend
+
+                backend = make_backend(ctx.cfg)
+            try:
+                rows["Dpref"] = judge_pairs(ctx, groups, backend)
+            finally:
+                if own:
+                    backend.close()
+    detail: dict[str, Any] = {}
+    for kind in KINDS:
+        if kind == "Dpref" and ctx.cfg.config.reflection.judge == "none":
+            continue
+        found = ctx.store.find_dataset(ctx.generation, kind)
+        if found is None:
+            _id, h = ctx.store.put_dataset(ctx.generation, kind, "harvest", rows[kind])
+            detail[kind] = {"rows": len(rows[kind]), "sha256": h}
+        else:
+            detail[kind] = {"rows": found.n_rows, "sha256": found.content_hash}
+    return detail
