@@ -18,6 +18,17 @@ from evolver.reflection.generate import PURPOSE
 KINDS = ("D+", "D-", "D±", "Dpref", "T1")
 
 
+def pair_row(chosen: dict[str, Any], rejected: dict[str, Any]) -> dict[str, Any]:
+    """A preference pair over two reflections on the same failed trial; the prompt is the chosen one's."""
+    return {"question_id": chosen["question_id"], "external_id": chosen["external_id"], "question": chosen["question"],
+            "gold": chosen["gold"], "trial1": chosen["trial1"], "trial1_answer": chosen["trial1_answer"],
+            "prompt": chosen["reflect_prompt"], "retry_prompt": chosen["retry_prompt"],
+            "chosen": chosen["reflection"], "chosen_id": chosen["reflection_id"], "chosen_trial2": chosen["trial2"],
+            "chosen_trial2_answer": chosen["trial2_answer"], "rejected": rejected["reflection"],
+            "rejected_id": rejected["reflection_id"], "rejected_trial2": rejected["trial2"],
+            "rejected_trial2_answer": rejected["trial2_answer"]}
+
+
 def build_rows(ctx: PhaseContext) -> tuple[dict[str, list[dict[str, Any]]], list[tuple[int, dict]]]:
     """All snapshot rows except Dpref, plus the (failed attempt, successful reflection rows) groups Dpref ranks."""
     store = ctx.store
@@ -30,9 +41,12 @@ def build_rows(ctx: PhaseContext) -> tuple[dict[str, list[dict[str, Any]]], list
         a0, a1 = attempts.get(r.attempt_id), attempts.get(r.next_attempt_id)  # type: ignore[arg-type]
         if a0 is None or a1 is None:
             continue
-        row = {"question_id": a0.question_id, "attempt_id": a0.id, "reflection_id": r.id, "next_attempt_id": a1.id,
-               "instruction_id": r.instruction_id, "question": questions[a0.question_id].text, "trial1": a0.output,
-               "reflect_prompt": r.prompt, "reflection": r.text, "retry_prompt": a1.prompt, "trial2": a1.output}
+        q = questions[a0.question_id]
+        row = {"question_id": a0.question_id, "external_id": q.external_id, "attempt_id": a0.id,
+               "reflection_id": r.id, "next_attempt_id": a1.id, "instruction_id": r.instruction_id,
+               "question": q.text, "gold": q.gold, "trial1_prompt": a0.prompt, "trial1": a0.output,
+               "trial1_answer": a0.answer, "reflect_prompt": r.prompt, "reflection": r.text,
+               "retry_prompt": a1.prompt, "trial2": a1.output, "trial2_answer": a1.answer}
         out["D+" if a1.correct else "D-"].append(row)
         by_failed[a0.id].append((r, row))
     cap = ctx.cfg.config.reflection.pairs_per_question
@@ -41,9 +55,8 @@ def build_rows(ctx: PhaseContext) -> tuple[dict[str, list[dict[str, Any]]], list
         good = [(r, row) for r, row in rs if r.success]
         bad = [(r, row) for r, row in rs if not r.success]
         pairs = [(g, b) for g in good for b in bad][:cap]
-        for (gr, grow), (br, _brow) in pairs:
-            out["D±"].append({"question_id": grow["question_id"], "prompt": gr.prompt, "chosen": gr.text,
-                              "rejected": br.text, "chosen_id": gr.id, "rejected_id": br.id})
+        for (gr, grow), (br, brow) in pairs:
+            out["D±"].append(pair_row(grow, brow))
         if len(good) >= 2:
             groups.append((failed_id, {"rows": [row for _r, row in good]}))
     for a in sorted(attempts.values(), key=lambda a: a.id):
@@ -70,9 +83,7 @@ def judge_pairs(ctx: PhaseContext, groups: list[tuple[int, dict]], backend: Back
         for hi, lo in pairs:
             if score_of[hi["reflection_id"]] == score_of[lo["reflection_id"]]:
                 continue
-            out.append({"question_id": hi["question_id"], "prompt": hi["reflect_prompt"], "chosen": hi["reflection"],
-                        "rejected": lo["reflection"], "chosen_id": hi["reflection_id"], "rejected_id": lo["reflection_id"],
-                        "judge": "self", "chosen_score": score_of[hi["reflection_id"]],
+            out.append({**pair_row(hi, lo), "judge": "self", "chosen_score": score_of[hi["reflection_id"]],
                         "rejected_score": score_of[lo["reflection_id"]]})
     return out
 

@@ -1,0 +1,55 @@
+"""`evolver run`: the daemon in the foreground (systemd-friendly), with live progress."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from evolver.cli.common import RuntimeFailure, console, loaded_config, run_guarded, setup_logs
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run(
+        ctx: typer.Context,
+        generations: int | None = typer.Option(None, "--generations", "-n", min=1,
+                                               help="Stop after this many generations (default: run until stopped)."),
+    ) -> None:
+        """Evolve: generate → harvest → SFT → DPO → evaluate → decide, generation after generation."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from evolver.daemon.lock import AlreadyRunning
+        from evolver.daemon.runner import Daemon
+
+        cfg = run_guarded(loaded_config, ctx)
+        setup_logs(ctx, cfg)
+        out = console()
+        bars = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=out, transient=True)
+        tasks: dict[str, int] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bars.add_task(label, total=total)
+            bars.update(tasks[label], completed=done, total=total)
+
+        daemon = Daemon(cfg, generations, progress)
+        t0 = time.time()
+        out.print(f"evolver: state in {cfg.state_dir}; stop with Ctrl-C (twice to exit at once)")
+        try:
+            with bars:
+                result = daemon.run()
+        except AlreadyRunning as err:
+            run_guarded(_raise, RuntimeFailure(str(err)))
+            return
+        out.print(f"{'stopped' if result.stopped else 'finished'} after {len(result.generations)} generation(s) "
+                  f"in {(time.time() - t0) / 60:.1f} min")
+        from evolver.cli.lineage_view import print_lineage
+
+        print_lineage(cfg, out)
+        out.print("next: evolver status · evolver lineage · evolver show N · evolver tui")
+
+
+def _raise(err: Exception) -> None:
+    raise err
