@@ -23,6 +23,9 @@ COMMAND_MODULES = (
     "init_cmd",
     "config_cmd",
     "status_cmd",
+    "policy_cmd",
+    "run_cmd",
+    "data_cmd",
 )
 
 
