@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "config_cmd",
     "status_cmd",
     "policy_cmd",
+    "policy_cmd",
     "run_cmd",
     "data_cmd",
 )

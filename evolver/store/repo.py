@@ -13,7 +13,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ class Store:
         with self.session() as s:
             return s.exec(select(Generation).order_by(col(Generation.id).desc()).limit(1)).first()
 
-    def update_generation(self, gen_id: int, **fields: Any) -> None:
+    def update_generation(self, gen_id: int, conn: Connection | None = None, **fields: Any) -> None:
         allowed = {"status", "adapter_path", "adapter_sha256", "finished_at", "note", "parent_id"}
         bad = set(fields) - allowed
         if bad:
@@ -153,7 +153,7 @@ class Store:
         if not fields:
             return
         sets = ", ".join(f"{k} = ?" for k in fields)
-        with self.tx() as c:
+        with self.tx() if conn is None else nullcontext(conn) as c:
             cur = c.exec_driver_sql(f"UPDATE generations SET {sets} WHERE id = ?", (*fields.values(), gen_id))
             if cur.rowcount == 0:
                 raise StoreError(f"generation {gen_id} does not exist")

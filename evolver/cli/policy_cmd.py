@@ -1,0 +1,136 @@
+"""`evolver pin|unpin|rollback|promote|events` and `evolver policy check`: the human side of promotion.
+
+Every command that changes what is served appends an event with its reason (actor "user"),
+so `evolver events` shows who moved the pointer, when and why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from evolver.cli.common import EXIT_USAGE, RuntimeFailure, emit_json, fail, loaded_config, open_store, run_guarded
+
+T = TypeVar("T")
+
+
+def _with_store(ctx: typer.Context, fn: Callable[[Any], T], create: bool = False) -> T | None:
+    """Run `fn(store)` on the config's store; policy refusals become runtime failures (exit 1)."""
+    from evolver.policy import PolicyActionError
+
+    cfg = loaded_config(ctx)
+    store = open_store(cfg, create=create)
+    if store is None:
+        raise RuntimeFailure(f"{cfg.state_dir / 'evolver.db'}: no store yet (run `evolver run` first)")
+    try:
+        return fn(store)
+    except PolicyActionError as err:
+        raise RuntimeFailure(str(err)) from None
+    finally:
+        store.close()
+
+
+def _gen(g: int | None) -> str:
+    return "none" if g is None else f"gen-{g:04d}"
+
+
+def _event_row(e: Any) -> dict[str, Any]:
+    return {"id": e.id, "ts": e.ts, "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts)), "kind": e.kind,
+            "generation": e.generation_id, "actor": e.actor, "reason": e.reason,
+            "metrics": json.loads(e.metrics) if e.metrics else None}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pin")
+    def pin_cmd(ctx: typer.Context, gen: int = typer.Argument(..., min=0, help="Generation to serve."),
+                reason: str | None = typer.Option(None, "--reason", help="Why (recorded in the event).")) -> None:
+        """Serve generation GEN whatever the policy decides, until `evolver unpin`."""
+        from evolver.policy import pin
+
+        changed = run_guarded(_with_store, ctx, lambda s: pin(s, gen, reason))
+        typer.echo(f"pinned {_gen(gen)}" + ("" if changed else " (already pinned)") + "; it is served until `evolver unpin`")
+
+    @app.command("unpin")
+    def unpin_cmd(ctx: typer.Context,
+                  reason: str | None = typer.Option(None, "--reason", help="Why (recorded in the event).")) -> None:
+        """Drop the pin: the promoted generation is served again and the policy resumes."""
+        from evolver.policy import unpin
+
+        def body(store: Any) -> tuple[int | None, int | None]:
+            return unpin(store, reason), store.pointer("current")
+
+        prev, cur = run_guarded(_with_store, ctx, body)
+        typer.echo("nothing was pinned" if prev is None else f"unpinned {_gen(prev)}; serving {_gen(cur)}")
+
+    @app.command("rollback")
+    def rollback_cmd(ctx: typer.Context,
+                     to: int | None = typer.Option(None, "--to", min=0, help="Generation to return to (default: the previous current)."),
+                     reason: str = typer.Option("rolled back by hand", "--reason", help="Why (recorded in the event).")) -> None:
+        """Point `current` back at the previous current generation (or --to N), restoring its adapter."""
+        from evolver.policy import rollback
+
+        def body(store: Any) -> tuple[int, int, str | None]:
+            frm, dst = rollback(store, to=to, reason=reason)
+            g = store.generation(dst)
+            return frm, dst, g.adapter_sha256 if g else None
+
+        frm, dst, sha = run_guarded(_with_store, ctx, body)
+        typer.echo(f"rolled back {_gen(frm)} -> {_gen(dst)} (adapter {sha[:12] if sha else 'none: base model'})")
+
+    @app.command("promote")
+    def promote_cmd(ctx: typer.Context, gen: int = typer.Argument(..., min=0, help="Generation to make current."),
+                    reason: str = typer.Option("manual promotion", "--reason", help="Why (recorded in the event).")) -> None:
+        """Make generation GEN current by hand, overriding the policy (recorded as manual_promote)."""
+        from evolver.policy import manual_promote
+
+        if not reason.strip():
+            fail("--reason must not be empty", EXIT_USAGE)
+        pinned = run_guarded(_with_store, ctx, lambda s: manual_promote(s, gen, reason))
+        note = f"; {_gen(pinned)} stays pinned and served until `evolver unpin`" if pinned is not None else ""
+        typer.echo(f"promoted {_gen(gen)} (manual): {reason}{note}")
+
+    @app.command("events")
+    def events_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+                   limit: int = typer.Option(50, "--limit", min=1, help="Show the last N events."),
+                   gen: int | None = typer.Option(None, "--gen", min=0, help="Only events about this generation.")) -> None:
+        """The append-only history of promotions, rejections, rollbacks and pins (oldest first)."""
+
+        def body() -> list[dict[str, Any]]:
+            cfg = loaded_config(ctx)
+            store = open_store(cfg, create=False)
+            if store is None:
+                return []
+            try:
+                return [_event_row(e) for e in reversed(store.events(gen_id=gen, limit=limit))]
+            finally:
+                store.close()
+
+        rows = run_guarded(body, as_json=as_json)
+        if as_json:
+            emit_json(rows)
+            return
+        if not rows:
+            typer.echo("no events yet")
+        for r in rows:
+            typer.echo(f"{r['time']}  {r['kind']:<14} {_gen(r['generation']):<9} {r['actor']:<6} {r['reason']}")
+
+    policy_app = typer.Typer(help="Check promotion policies.", no_args_is_help=True)
+    app.add_typer(policy_app, name="policy")
+
+    @policy_app.command("check")
+    def check(ctx: typer.Context, file: Path | None = typer.Argument(None, help="Policy file (default: the config's [policy] file).")) -> None:
+        """Validate a policy file; exit 2 with one line naming the file and key on error."""
+        from evolver.policy import load_policy
+
+        def body() -> tuple[Path, Any]:
+            path = file if file is not None else (lambda c: c.resolve(c.config.policy.file))(loaded_config(ctx))
+            return path, load_policy(path)
+
+        path, pol = run_guarded(body)
+        typer.echo(f"{path}: policy {pol.name!r} is well-formed (primary {pol.primary}, margin {pol.margin:g} pts,"
+                   f" alpha {pol.alpha:g}, {pol.test})")

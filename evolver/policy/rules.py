@@ -1,0 +1,78 @@
+"""Promotion policy files (`policies/*.toml`): what a candidate must show to replace the incumbent.
+
+All thresholds are in accuracy *points* (0-100), because that is how people read and
+write them ("one point better"); metrics themselves are fractions in [0, 1].
+Unknown keys are errors, so a typo never silently loosens a policy.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from evolver.config import ConfigError
+from evolver.config.load import _format_error
+
+
+class PolicyFileError(ConfigError):
+    """A policy file that cannot be used; one line naming the file and the key (exit 2 at the CLI)."""
+
+
+class Policy(BaseModel):
+    """The rules `decide` and `should_rollback` apply."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("default", min_length=1, description="Shown in events and `evolver status`.")
+    description: str = Field("", description="Free text for people reading the file.")
+    primary: str = Field("acc@t2", min_length=1, description="Metric a candidate must improve (per-question outcomes needed).")
+    benchmarks: list[str] = Field(
+        default_factory=list, description="Benchmarks considered; empty = every benchmark both sides were evaluated on."
+    )
+    margin: float = Field(1.0, ge=0.0, le=100.0, description="Minimum observed improvement of `primary`, in points.")
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="Significance level (split across benchmarks, Bonferroni).")
+    test: Literal["mcnemar", "bootstrap"] = Field(
+        "mcnemar", description="Paired test: exact McNemar, or a paired bootstrap CI of the difference."
+    )
+    n_boot: int = Field(10_000, ge=100, le=1_000_000, description="Bootstrap resamples (test = 'bootstrap').")
+    seed: int = Field(0, ge=0, description="Bootstrap seed, so a decision can be reproduced.")
+    max_regression: float = Field(2.0, ge=0.0, le=100.0, description="Points any benchmark/metric may drop (acc@t1 excepted).")
+    t1_max_drop: float = Field(1.0, ge=0.0, le=100.0, description="Points acc@t1 may drop on any benchmark.")
+    tolerance: float = Field(
+        2.0, ge=0.0, le=100.0, description="Rollback when re-evaluation falls this many points below promotion time."
+    )
+    first_generation: Literal["base", "promote"] = Field(
+        "base",
+        description="'base': generation 0 (the base model) is current from the start and must be beaten; "
+        "'promote': with nothing current, the first evaluated generation is promoted untested.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        if len(set(self.benchmarks)) != len(self.benchmarks):
+            raise ValueError(f"benchmarks lists a suite twice: {self.benchmarks}")
+        return self
+
+
+def parse_policy(data: dict, source: str = "<policy>") -> Policy:
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as err:
+        raise PolicyFileError(_format_error(source, err)) from None
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy TOML; every problem is one line naming the file and key."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise PolicyFileError(f"{p}: policy file not found")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise PolicyFileError(f"{p}: invalid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise PolicyFileError(f"{p}: not UTF-8 text") from None
+    return parse_policy(data, str(p))
