@@ -24,7 +24,6 @@ COMMAND_MODULES = (
     "config_cmd",
     "status_cmd",
     "policy_cmd",
-    "policy_cmd",
     "run_cmd",
     "data_cmd",
 )
