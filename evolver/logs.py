@@ -15,21 +15,26 @@ LEVELS = ("debug", "info", "warning", "error")
 
 
 def setup_logging(level: str = "info", log_dir: Path | None = None, console: bool = True) -> None:
+    """`level` is the console's; the JSON file always keeps info and above (debug too when asked)."""
     lvl = getattr(logging, level.upper())
     handlers: list[logging.Handler] = []
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         fh = logging.FileHandler(log_dir / "evolver.jsonl", encoding="utf-8")
+        fh.setLevel(min(lvl, logging.INFO))
         fh.setFormatter(structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer()))
         handlers.append(fh)
     if console:
         ch = logging.StreamHandler(sys.stderr)
+        ch.setLevel(lvl)
         ch.setFormatter(structlog.stdlib.ProcessorFormatter(
             processor=structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())))
         handlers.append(ch)
     root = logging.getLogger("evolver")
+    for old in root.handlers:  # a second set-up in one process (tests) must not leak open files
+        old.close()
     root.handlers[:] = handlers
-    root.setLevel(lvl)
+    root.setLevel(min([lvl] + [h.level for h in handlers]))
     root.propagate = False
     structlog.configure(
         processors=[

@@ -57,8 +57,7 @@ def loaded_config(ctx: typer.Context) -> LoadedConfig:
 
 
 def open_store(cfg: LoadedConfig, create: bool = True):
-    """Open the store of a config's state dir; logging goes to state/logs."""
-    from evolver.logs import setup_logging
+    """Open the store of a config's state dir (None when `create` is false and there is none yet)."""
     from evolver.store import Store
 
     db = cfg.state_dir / "evolver.db"
@@ -68,9 +67,14 @@ def open_store(cfg: LoadedConfig, create: bool = True):
 
 
 def setup_logs(ctx: typer.Context, cfg: LoadedConfig) -> None:
+    """Console logs at --log-level; JSON lines to state/logs/evolver.jsonl once the state dir exists.
+
+    A read command on a folder that was never set up must not leave a state/ behind.
+    """
     from evolver.logs import setup_logging
 
-    setup_logging(get_globals(ctx).log_level, cfg.state_dir / "logs")
+    state_dir = cfg.state_dir
+    setup_logging(get_globals(ctx).log_level, state_dir / "logs" if state_dir.is_dir() else None)
 
 
 def console() -> Console:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from evolver.cli.common import UsageError, console, run_guarded
+from evolver.cli.common import UsageError, console, get_globals, run_guarded
 
 DEFAULT_FILES = ("evolver.toml", "policies", "evals")
 
@@ -39,11 +39,16 @@ def init_dir(target: Path, force: bool = False) -> list[Path]:
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init(
+        ctx: typer.Context,
         directory: Path = typer.Argument(Path("."), help="Directory to set up (created if missing)."),
         force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
     ) -> None:
         """Write evolver.toml, policies/, evals/ and an empty state/ into DIRECTORY."""
+        from evolver.logs import get_logger, setup_logging
+
         written = run_guarded(init_dir, directory, force)
+        setup_logging(get_globals(ctx).log_level, directory / "state" / "logs")
+        get_logger().info("init", directory=str(directory.resolve()), force=force)
         out = console()
         for p in written:
             out.print(f"wrote {p}")

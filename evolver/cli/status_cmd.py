@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from evolver.cli.common import console, emit_json, loaded_config, open_store, run_guarded
+from evolver.cli.common import console, emit_json, loaded_config, open_store, run_guarded, setup_logs
 
 
 def register(app: typer.Typer) -> None:
@@ -14,10 +14,16 @@ def register(app: typer.Typer) -> None:
         from evolver.daemon.status import gather
 
         def body() -> dict:
+            from evolver.logs import get_logger
+
             cfg = loaded_config(ctx)
+            setup_logs(ctx, cfg)
             store = open_store(cfg, create=False)
             try:
-                return gather(store, cfg.state_dir)
+                info = gather(store, cfg.state_dir)
+                get_logger().info("status", generations=info["generations"], current=info["current"],
+                                  pinned=info["pinned"], daemon_pid=info["daemon"]["pid"])
+                return info
             finally:
                 if store is not None:
                     store.close()

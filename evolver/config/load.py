@@ -53,28 +53,56 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+
+
+def _expected(err: Any) -> str:
+    """What the schema wanted, in a few words ("an integer >= 1", "'auto' or 'cpu')."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind in _BOUNDS:
+        op, key = _BOUNDS[kind]
+        return f"{op} {ctx[key]}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "a table"
+    if kind == "list_type":
+        return "an array"
+    if kind == "string_too_short":
+        return f"a string of at least {ctx['min_length']} character(s)"
+    msg = err["msg"]
+    for prefix in ("Value error, ", "Input should be ", "Value should be ", "Input "):
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg[0].lower() + msg[1:]
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    # Union members show up in `loc` as tags such as "list[str]" or "literal['all-linear']": not keys.
+    return ".".join(str(p) for p in loc if not isinstance(p, str) or p.isidentifier())
+
+
 def _format_error(source: str, err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    errors = err.errors()
+    first = errors[0]
+    loc = _key_path(first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
         return f"{source}: {loc}: unknown key (got {_describe(first.get('input'))})"
     if kind == "missing":
         return f"{source}: {loc}: required key is missing"
-    msg = first["msg"]
-    for prefix in ("Value error, ", "Input should be ", "Input "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix):]
-            break
-    if not first["loc"]:
-        return f"{source}: {msg}"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {loc}: expected {msg[0].lower() + msg[1:]}, got {_describe(first.get('input'))}{more}"
+    if not loc:  # a cross-field check: its message already reads "key: expected ..., got ..."
+        return f"{source}: {_expected(first)}"
+    same = [e for e in errors if _key_path(e["loc"]) == loc]  # the alternatives of a union
+    wanted = " or ".join(dict.fromkeys(_expected(e) for e in same))
+    more = len(errors) - len(same)
+    tail = f" (+{more} more)" if more else ""
+    return f"{source}: {loc}: expected {wanted}, got {_describe(first.get('input'))}{tail}"
 
 
 def validate(data: dict[str, Any], source: str = "<config>") -> EvolverConfig:
+    """Validate parsed TOML strictly: `true` is not an integer and "3" is not a number in a config file."""
     try:
-        return EvolverConfig.model_validate(data)
+        return EvolverConfig.model_validate(data, strict=True)
     except ValidationError as err:
         raise ConfigError(_format_error(source, err)) from None
 
@@ -107,6 +135,12 @@ def _descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _toml_value(v: Any) -> str:
+    # JSON scalars and arrays are TOML too, provided non-ASCII text stays literal: TOML rejects the
+    # surrogate-pair escapes json.dumps would write for characters outside the BMP.
+    return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def to_toml(config: EvolverConfig, annotated: bool = False) -> str:
     """Render a config as TOML (tables in schema order, None values left out); `annotated` adds each key's help."""
     data = config.model_dump(mode="json")
@@ -122,13 +156,13 @@ def to_toml(config: EvolverConfig, annotated: bool = False) -> str:
             lines.append(f"[{table}]" if table in notes else f"\n[{table}]")
         for k, v in scalars.items():
             note = notes.get(f"{table}.{k}" if table else k)
-            lines.append(f"{k} = {json.dumps(v)}" + (f"  # {note}" if note else ""))
+            lines.append(f"{k} = {_toml_value(v)}" + (f"  # {note}" if note else ""))
         for k, v in d.items():
             if isinstance(v, list) and v and isinstance(v[0], dict):
                 for item in v:
                     lines.append(f"\n[[{table + '.' if table else ''}{k}]]")
                     for ik, iv in item.items():
-                        lines.append(f"{ik} = {json.dumps(iv)}")
+                        lines.append(f"{ik} = {_toml_value(iv)}")
         for k, v in d.items():
             if isinstance(v, dict):
                 emit(f"{table}.{k}" if table else k, v)
