@@ -1,0 +1,26 @@
+# evolver: `make run` evolves a model from this checkout; `make test` runs the test suite.
+# Both first set up .venv with scripts/bootstrap.sh (a second run skips what is already done).
+SHELL := /bin/bash
+VENV := .venv
+EVOLVER := $(VENV)/bin/evolver
+# Per-test limit in seconds (pytest-timeout); the slow end-to-end tests take minutes on 2 CPU cores.
+PYTEST_TIMEOUT ?= 900
+PYTEST_ARGS ?=
+
+.PHONY: run test bootstrap bootstrap-dev
+
+# `run` checks the set-up, then shows the status. To evolve three generations instead, the last
+# line becomes: $(EVOLVER) run --generations 3
+run: bootstrap
+	$(EVOLVER) config check evolver.toml
+	@test -f policies/default.toml && test -d evals && mkdir -p state
+	$(EVOLVER) status
+
+test: bootstrap-dev
+	$(VENV)/bin/python -m pytest -q -m "not gpu and not vllm" --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
+
+bootstrap:
+	scripts/bootstrap.sh
+
+bootstrap-dev:
+	scripts/bootstrap.sh --dev

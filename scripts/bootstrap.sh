@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Set up .venv for evolver: `scripts/bootstrap.sh` (run) or `scripts/bootstrap.sh --dev` (run + tests).
+#
+# - Uses the machine's python3 (>= 3.11; $PYTHON overrides the choice).
+# - torch: a CUDA-enabled torch that python already imports (a GPU machine) is kept, and the venv
+#   sees it through --system-site-packages; otherwise torch==$TORCH_VERSION is installed (the CPU
+#   wheel where the package index offers one).
+# - Then evolver itself, editable, with a constraints file pinning torch to the installed version,
+#   so no dependency can upgrade it into gigabytes of CUDA packages.
+# - Idempotent: a stamp records what was installed; a second run with nothing changed takes a second.
+set -euo pipefail
+
+DEV=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=1 ;;
+    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "bootstrap: unknown argument $arg (expected --dev)" >&2; exit 2 ;;
+  esac
+done
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SELF="$ROOT/scripts/bootstrap.sh"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+
+say() { echo "bootstrap: $*" >&2; }
+
+pick_python() {
+  local c
+  for c in "${PYTHON:-}" python3 python3.13 python3.12 python3.11; do
+    [ -n "$c" ] || continue
+    command -v "$c" >/dev/null 2>&1 || continue
+    if "$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      command -v "$c"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# -- 1. the venv -----------------------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  PY="$(pick_python)" || { say "need python >= 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
+  SYSTEM_SITE=""
+  if "$PY" -c 'import torch, sys; sys.exit(0 if torch.version.cuda else 1)' >/dev/null 2>&1; then
+    SYSTEM_SITE="--system-site-packages"
+    say "keeping the CUDA torch that $PY already has"
+  fi
+  say "creating .venv with $PY $("$PY" -c 'import platform; print(platform.python_version())')"
+  "$PY" -m venv $SYSTEM_SITE "$VENV"
+fi
+VPY="$VENV/bin/python"
+
+# -- 2. the stamp: skip everything when nothing changed -------------------------------------------
+fingerprint() {
+  {
+    "$VPY" -c 'import sys; print(sys.version)'
+    cat pyproject.toml "$SELF"
+    echo "dev=$1 torch=$TORCH_VERSION"
+  } | sha256sum | cut -d' ' -f1
+}
+stamp_ok() {  # $1 = 0|1 (dev); a dev stamp also covers a plain run
+  local want f
+  for want in "$1" 1; do
+    f="$VENV/.bootstrap-$( [ "$want" = 1 ] && echo dev || echo run )"
+    if [ -f "$f" ] && [ "$(cat "$f")" = "$(fingerprint "$want")" ] && [ -x "$VENV/bin/evolver" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
+if stamp_ok "$DEV"; then
+  exit 0
+fi
+
+PIP=("$VPY" -m pip --disable-pip-version-check)
+
+# -- 3. torch ----------------------------------------------------------------------------------------
+torch_version() { "$VPY" -c 'import torch; print(torch.__version__)' 2>/dev/null || true; }
+have="$(torch_version)"
+if [ -n "$have" ] && "$VPY" -c 'import sys, torch; sys.exit(0 if torch.version.cuda else 1)' 2>/dev/null; then
+  say "torch $have (CUDA) kept"
+elif [ "${have%%+*}" = "$TORCH_VERSION" ]; then
+  say "torch $have already installed"
+else
+  say "installing torch==$TORCH_VERSION"
+  "${PIP[@]}" install -q "torch==$TORCH_VERSION"
+  have="$(torch_version)"
+fi
+[ -n "$have" ] || { say "torch did not install"; exit 1; }
+
+# -- 4. evolver (editable) with torch pinned ------------------------------------------------------
+CONSTRAINTS="$VENV/constraints.txt"
+echo "torch==$have" > "$CONSTRAINTS"
+TARGET="."
+[ "$DEV" = 1 ] && TARGET=".[dev]"
+say "installing evolver${TARGET#.} (editable; torch pinned to $have)"
+"${PIP[@]}" install -q -c "$CONSTRAINTS" -e "$TARGET"
+
+after="$(torch_version)"
+[ "$after" = "$have" ] || { say "torch changed from $have to $after: refusing"; exit 1; }
+"$VENV/bin/evolver" --help >/dev/null
+fingerprint "$DEV" > "$VENV/.bootstrap-$( [ "$DEV" = 1 ] && echo dev || echo run )"
+say "ready: $VENV (torch $have)"
