@@ -1,0 +1,66 @@
+"""Training child: `python -m evolver.training.child SPEC.json`.
+
+Runs one phase (SFT or DPO) in its own process, so an out-of-memory kill or a CUDA error
+takes down only this process; the daemon reads the result JSON (written last, atomically)
+or, failing that, the exit status and stderr tail.
+
+`EVOLVER_TRAIN_CRASH=<phase>` (or `all`) makes the child raise before training, and
+`<phase>:kill` makes it SIGKILL itself as the kernel's OOM killer would: test hooks for the
+failure paths, inert unless someone sets the variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from evolver.training.spec import TrainSpec
+
+CRASH_ENV = "EVOLVER_TRAIN_CRASH"
+
+
+class InjectedCrash(RuntimeError):
+    """Raised on purpose (EVOLVER_TRAIN_CRASH) to exercise the failure path."""
+
+
+def run(spec: TrainSpec) -> dict:
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(spec.threads)
+    crash = os.environ.get(CRASH_ENV, "")
+    if crash in (f"{spec.phase}:kill", "all:kill"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if crash in (spec.phase, "all"):
+        raise InjectedCrash(f"injected crash in gen-{spec.generation:04d} {spec.phase} ({CRASH_ENV})")
+    if spec.phase == "sft":
+        from evolver.training.sft import train_sft
+
+        return train_sft(spec)
+    from evolver.training.dpo import train_dpo
+
+    return train_dpo(spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m evolver.training.child SPEC.json", file=sys.stderr)
+        return 2
+    spec = TrainSpec.load(args[0])
+    result = run(spec)
+    from evolver.training.runtime import is_main_process
+
+    if is_main_process():
+        out = Path(spec.result)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""DPO on D± / Dpref with trl's DPOTrainer, starting from the SFT adapter (child side).
+
+Only the reflection is optimised: the prompt is the reflect prompt, chosen/rejected are
+two reflections to it (as in the paper).
+
+Reference model (`training.dpo.ref`):
+- "sft" (default): the policy DPO starts from, i.e. this generation's SFT adapter. trl,
+  given a trainable PeftModel and `ref_model=None`, copies the adapter into a frozen "ref"
+  adapter: the reference costs one extra LoRA, not a second model. This is standard DPO
+  (reference = the SFT policy) and what the paper does (a frozen copy of the initial model);
+  it keeps the KL anchor on the model that produced the pairs' distribution.
+- "parent": the parent generation's adapter, loaded as the frozen "ref" adapter (base when
+  the parent has none): anchors each generation to the previous promoted one.
+- "base": adapters disabled: anchors every generation to the base model, the strongest
+  brake on drift but a poor fit once SFT has moved the policy far from base.
+Schedule: cosine with 10% warmup, as in the paper's recipe.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from evolver.training.adapters import verify_adapter
+from evolver.training.runtime import (
+    Policy,
+    callbacks,
+    finish,
+    load_policy,
+    normalize_prompts,
+    read_jsonl,
+    trainer_args,
+)
+from evolver.training.spec import TrainSpec
+
+
+def build_dpo_trainer(policy: Policy, pairs: list[dict[str, str]], spec: TrainSpec, work: Path,
+                      extra_callbacks: list[Any] | None = None) -> tuple[Any, str]:
+    """The trainer and what its reference is ("sft" | "parent" | "base")."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    args = DPOConfig(**trainer_args(spec, policy.plan, work), beta=spec.hparams["beta"],
+                     lr_scheduler_type="cosine", warmup_steps=0.1)
+    dataset = Dataset.from_list(normalize_prompts(pairs, policy.tokenizer))
+    trainer = DPOTrainer(model=policy.model, ref_model=None, args=args, train_dataset=dataset,
+                         processing_class=policy.tokenizer, callbacks=extra_callbacks)
+    return trainer, set_reference(trainer.model, spec)
+
+
+def set_reference(model: Any, spec: TrainSpec) -> str:
+    """Make the frozen "ref" adapter match `spec.ref`; returns what the reference is.
+
+    trl has already copied the starting adapter into "ref" (= the "sft" choice). With no
+    "ref" adapter trl computes reference log-probs with adapters disabled (= base).
+    """
+    if spec.ref == "sft":
+        return "sft"
+    model.delete_adapter("ref")
+    if spec.ref == "parent" and spec.ref_adapter is not None:
+        path = verify_adapter(spec.ref_adapter.path, spec.ref_adapter.sha256)
+        model.load_adapter(str(path), adapter_name="ref", is_trainable=False)  # "default" stays active
+        return "parent"
+    return "base"
+
+
+def train_dpo(spec: TrainSpec) -> dict[str, Any]:
+    started = time.perf_counter()
+    pairs = read_jsonl(spec.data)
+    policy = load_policy(spec)
+    curve: list[dict[str, Any]] = []
+    trainer, reference = build_dpo_trainer(policy, pairs, spec, Path(spec.result).parent / "trainer",
+                                           callbacks(spec, curve))
+    out = trainer.train()
+    return finish(spec, policy, trainer, curve, started, len(pairs),
+                  {"train_loss": out.training_loss, "reference": reference})
