@@ -1,0 +1,117 @@
+"""Pretrain the generation-0 world model from scratch: a plain PyTorch loop over packed documents.
+
+Documents are exactly prompt + output + EOS (see corpus.py); packing them into fixed
+blocks keeps every step the same cost. Seeded end to end: with the same seed, steps and
+thread count the run reproduces the shipped weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    seed: int = 0
+    examples: int = 16_000
+    steps: int = 450
+    batch: int = 32
+    block: int = 256
+    lr: float = 3e-3
+    warmup: int = 30
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 384
+    threads: int = 2
+
+
+def model_config(cfg: PretrainConfig, tok: Any) -> Any:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=len(tok), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
+                       num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
+                       max_position_embeddings=1024, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                       bos_token_id=None, tie_word_embeddings=True, rms_norm_eps=1e-5)
+
+
+def _blocks(docs: list[str], tok: Any, block: int, seed: int) -> Any:
+    import torch
+
+    random.Random(f"pack:{seed}").shuffle(docs)
+    ids = tok(docs, add_special_tokens=False)["input_ids"]
+    flat: list[int] = []
+    for seq in ids:
+        flat.extend(seq)
+        flat.append(tok.eos_token_id)
+    n = len(flat) // block
+    return torch.tensor(flat[: n * block], dtype=torch.long).view(n, block), len(flat)
+
+
+def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build corpus, tokenizer and model; train; save to `out_dir` with meta.json. Returns the meta."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from evolver.world.corpus import documents
+    from evolver.world.tokenizer import build_tokenizer
+
+    t0 = time.time()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    docs = list(documents(cfg.seed, cfg.examples, reflect_doc_share=0.25))
+    tok = build_tokenizer(docs[:4000])
+    data, n_tokens = _blocks(docs, tok, cfg.block, cfg.seed)
+    log(f"corpus: {len(docs)} documents, {n_tokens} tokens, {len(data)} blocks of {cfg.block}; vocab {len(tok)}")
+    model = AutoModelForCausalLM.from_config(model_config(cfg, tok))
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"model: {n_params / 1e6:.2f} M parameters")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * (
+        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(data), generator=gen)
+    model.train()
+    losses: list[float] = []
+    pos = 0
+    for step in range(cfg.steps):
+        if pos + cfg.batch > len(order):
+            order, pos = torch.randperm(len(data), generator=gen), 0
+        batch = data[order[pos: pos + cfg.batch]]
+        pos += cfg.batch
+        loss = model(input_ids=batch, labels=batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 50 == 0 or step == cfg.steps - 1:
+            log(f"step {step}/{cfg.steps} loss {sum(losses[-50:]) / len(losses[-50:]):.4f} ({time.time() - t0:.0f}s)")
+    model.eval()
+    model.save_pretrained(str(out), safe_serialization=True)
+    tok.save_pretrained(str(out))
+    weights = out / "model.safetensors"
+    meta = {
+        "seed": cfg.seed,
+        "config": asdict(cfg),
+        "parameters": n_params,
+        "corpus": {"documents": len(docs), "tokens": n_tokens, "examples": cfg.examples},
+        "metrics": {"final_loss": sum(losses[-50:]) / len(losses[-50:]), "first_loss": losses[0]},
+        "seconds": round(time.time() - t0, 1),
+        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "torch": torch.__version__,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta

@@ -1,0 +1,154 @@
+"""The embedded world's task family: column addition written one column per step.
+
+A solution is `" 1: 7+8+0=15; 2: 3+4+1=8. Finish[815]"`: step i adds the i-th digits
+from the right plus the carry. Every error sits at a step and so can be located.
+The verifier's feedback says how many answer digits are wrong and where the first
+one is (like a failing test's first assertion): the first faulty step is then cheap
+to find, later ones must be checked. It never contains the gold answer.
+
+Questions come from a seed; a question belongs to the test split iff its content hash
+falls in the held-out bucket, so train (the pool and the pretraining corpus) and
+test are disjoint by construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+
+from evolver.tasks.base import Item, Verdict
+
+ANSWER_FORMAT = "Add the numbers column by column from the right, then end with Finish[answer]."
+DIGITS = (4, 5, 6)
+TEST_BUCKETS = 10  # one content-hash bucket in TEST_BUCKETS is held out
+TRAIN_SIZE = 40_000
+TEST_SIZE = 1_000
+_FINISH = re.compile(r"Finish\s*\[\s*([0-9][0-9\s]*?)\s*\]")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One column: digit a + digit b + carry in = s (written digit s % 10, carry out s // 10)."""
+
+    a: int
+    b: int
+    c: int
+    s: int
+
+    def text(self, i: int) -> str:
+        return f"{i}: {self.a}+{self.b}+{self.c}={self.s}"
+
+
+def question_text(x: int, y: int) -> str:
+    return f"{x} + {y}"
+
+
+def parse_question(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*\+\s*(\d+)\s*", text)
+    if not m:
+        raise ValueError(f"not an arith question: {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.strip().encode()).hexdigest()
+
+
+def is_held_out(text: str) -> bool:
+    return int(content_hash(text)[:8], 16) % TEST_BUCKETS == 0
+
+
+def columns(x: int, y: int) -> list[tuple[int, int]]:
+    """Digit pairs from the right, padded with zeros to the longer number."""
+    sx, sy = str(x)[::-1], str(y)[::-1]
+    n = max(len(sx), len(sy))
+    return [(int(sx[i]) if i < len(sx) else 0, int(sy[i]) if i < len(sy) else 0) for i in range(n)]
+
+
+def gold_steps(x: int, y: int) -> list[Step]:
+    steps, c = [], 0
+    for a, b in columns(x, y):
+        s = a + b + c
+        steps.append(Step(a, b, c, s))
+        c = s // 10
+    return steps
+
+
+def answer_of(steps: list[Step]) -> str:
+    """Written digits, most significant first, with the last carry in front."""
+    digits = "".join(str(st.s % 10) for st in reversed(steps))
+    lead = str(steps[-1].s // 10) if steps and steps[-1].s >= 10 else ""
+    return (lead + digits).lstrip("0") or "0"
+
+
+def render_solution(steps: list[Step]) -> str:
+    body = "; ".join(st.text(i + 1) for i, st in enumerate(steps))
+    return f" {body}. Finish[{answer_of(steps)}]"
+
+
+def parse_answer(output: str) -> str | None:
+    m = _FINISH.search(output)
+    if not m:
+        return None
+    return re.sub(r"\s+", "", m.group(1)).lstrip("0") or "0"
+
+
+def feedback_for(answer: str, gold: str) -> str:
+    """How many digits differ (right-aligned) and the place of the first, counting from the right."""
+    n = max(len(answer), len(gold))
+    a, g = answer.rjust(n, " "), gold.rjust(n, " ")
+    places = [n - i for i in range(n) if a[i] != g[i]]
+    if not places:
+        return ""
+    first = min(places)
+    noun = "digit" if len(places) == 1 else "digits"
+    return f"{len(places)} wrong {noun}, first at place {first}."
+
+
+def make_questions(seed: int, held_out: bool, count: int) -> list[tuple[int, int]]:
+    """`count` distinct (x, y) pairs of the chosen side of the split, in a seeded order."""
+    rng = random.Random(f"arith:{seed}:{'test' if held_out else 'train'}")
+    seen: set[tuple[int, int]] = set()
+    out: list[tuple[int, int]] = []
+    while len(out) < count:
+        n = rng.choice(DIGITS)
+        lo, hi = 10 ** (n - 1), 10**n - 1
+        pair = (rng.randint(lo, hi), rng.randint(lo, hi))
+        if pair in seen or is_held_out(question_text(*pair)) != held_out:
+            continue
+        seen.add(pair)
+        out.append(pair)
+    return out
+
+
+class ArithTask:
+    """Column addition of two 4-6 digit numbers; the world the shipped model was pretrained on."""
+
+    name = "arith"
+    answer_format = ANSWER_FORMAT
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def load(self, split: str = "test", limit: int | None = None) -> list[Item]:
+        if split not in ("train", "test"):
+            raise ValueError(f"arith: unknown split {split!r} (expected 'train' or 'test')")
+        size = TEST_SIZE if split == "test" else TRAIN_SIZE
+        count = size if limit is None else min(limit, size)
+        pairs = make_questions(self.seed, split == "test", count)
+        return [
+            Item(id=f"arith-{split}-{i:05d}", text=question_text(x, y), gold=str(x + y), split=split,
+                 meta={"digits": len(str(max(x, y)))})
+            for i, (x, y) in enumerate(pairs)
+        ]
+
+    def score(self, item: Item, output: str) -> Verdict:
+        answer = parse_answer(output)
+        if answer is None:
+            return Verdict(correct=False, answer=None, reason="unparsed",
+                           feedback="No Finish[answer] found.")
+        if answer == item.gold:
+            return Verdict(correct=True, answer=answer, reason="correct")
+        return Verdict(correct=False, answer=answer, reason="wrong", feedback=feedback_for(answer, item.gold))

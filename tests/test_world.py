@@ -1,0 +1,137 @@
+"""The embedded world: question generation, splits, scorer, corpus habits, tokenizer, shipped model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from evolver.config.schema import ModelConfig
+from evolver.models import ModelLoadError, load_causal_lm, load_tokenizer
+from evolver.reflection.instructions import default_pool
+from evolver.reflection.prompts import reflect_prompt, retry_prompt, trial_prompt
+from evolver.world import base_model_path
+from evolver.world.corpus import examples, gold_faults, make_example, run_chain
+from evolver.world.task import ArithTask, content_hash, gold_steps, parse_answer, render_solution
+from evolver.world.tokenizer import template_texts
+
+
+@pytest.fixture(scope="module")
+def task() -> ArithTask:
+    return ArithTask()
+
+
+def test_questions_are_deterministic_and_distinct(task: ArithTask) -> None:
+    a, b = task.load("train", 300), ArithTask().load("train", 300)
+    assert [(i.id, i.text, i.gold) for i in a] == [(i.id, i.text, i.gold) for i in b]
+    assert len({i.text for i in a}) == 300
+    assert ArithTask(seed=1).load("train", 50)[0].text != a[0].text
+    assert [i.text for i in task.load("train", 100)] == [i.text for i in a[:100]]
+
+
+def test_splits_are_large_and_disjoint_including_the_corpus(task: ArithTask) -> None:
+    train = {content_hash(i.text) for i in task.load("train")}
+    test = task.load("test")
+    assert len(train) >= 20_000 and len(test) >= 500
+    held = {content_hash(i.text) for i in test}
+    assert not held & train
+    corpus_questions = {content_hash(ex.trial_doc.split("\nQuestion: ")[1].split("\n")[0]) for ex in examples(0, 3000)}
+    assert len(corpus_questions) == 3000 and not held & corpus_questions
+
+
+def test_scorer_correct_perturbed_unparseable(task: ArithTask) -> None:
+    item = task.load("test", 1)[0]
+    x, y = (int(s) for s in item.text.split(" + "))
+    good = render_solution(gold_steps(x, y))
+    v = task.score(item, good)
+    assert v.correct and v.reason == "correct" and v.answer == item.gold
+    assert task.score(item, f"... Finish[ {' '.join(item.gold)} ]  tail").correct
+    wrong = str(int(item.gold) + 10)
+    v = task.score(item, good.replace(f"Finish[{item.gold}]", f"Finish[{wrong}]"))
+    assert not v.correct and v.reason == "wrong" and v.feedback.startswith("1 wrong digit, first at place 2")
+    assert item.gold not in v.feedback
+    v = task.score(item, " 1: 2+3+0=5; and then I stopped")
+    assert (v.correct, v.reason, v.answer) == (False, "unparsed", None)
+    assert parse_answer("Finish[]") is None
+
+
+def test_corpus_errors_are_systematic_and_retries_follow_reflections() -> None:
+    rng = random.Random(0)
+    pool = default_pool()
+    # 7+8 always trips the 'big' habit when it fires; the reflection that names it fixes the retry.
+    fires = [True] * 4
+    steps = run_chain(1870, 1180, fires)
+    assert steps[1].s == 7 + 8 + 0 - 1
+    assert gold_faults(1870, 1180, fires) == [(1, "big")]
+    stats = {"good_all": [0, 0], "lazy": [0, 0]}
+    for _ in range(400):
+        ex = make_example(rng, rng.randint(10**5, 10**6 - 1), rng.randint(10**5, 10**6 - 1), pool)
+        if ex.quality in stats:
+            stats[ex.quality][0] += 1
+            stats[ex.quality][1] += bool(ex.retry_correct)
+    assert stats["good_all"][1] == stats["good_all"][0] > 0
+    assert stats["lazy"][1] == 0 and stats["lazy"][0] > stats["good_all"][0]
+
+
+def test_documents_use_the_shared_templates() -> None:
+    ex = next(e for e in examples(0, 200) if e.retry_doc)
+    q = ex.trial_doc.split("\nQuestion: ")[1].split("\n")[0]
+    assert ex.trial_doc.startswith(trial_prompt(ArithTask.answer_format, q))
+    prompt, reflection = ex.reflect_doc.rsplit("\nReflection:", 1)
+    assert ex.retry_doc.startswith(retry_prompt(prompt + "\nReflection:", reflection))
+    failed = ex.trial_doc.split("\nSolution:", 1)[1]
+    instruction = prompt.split("\nInstruction: ")[1]
+    fb = prompt.split("Verdict: incorrect. ")[1].split("\n")[0]
+    assert prompt + "\nReflection:" == reflect_prompt(ArithTask.answer_format, q, failed, fb, instruction)
+
+
+def _shipped() -> Path:
+    folder = base_model_path()
+    if not (folder / "config.json").is_file():
+        pytest.skip("no shipped world model yet")
+    return folder
+
+
+def test_tokenizer_round_trips_templates_without_unknowns() -> None:
+    tok = load_tokenizer(str(_shipped()))
+    assert tok.padding_side == "left" and tok.pad_token and tok.eos_token
+    ex = next(e for e in examples(5, 100) if e.retry_doc)
+    for text in [*template_texts(), ex.trial_doc, ex.retry_doc, *(i.text for i in default_pool())]:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids) == text
+        assert tok.unk_token_id is None or tok.unk_token_id not in ids
+
+
+def test_shipped_model_loads_offline_and_matches_meta(monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _shipped()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == meta["weights_sha256"]
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 15_000_000
+    lm = load_causal_lm(str(folder), ModelConfig(device="cpu"))
+    tok = load_tokenizer(str(folder))
+    assert type(lm).__name__ == "LlamaForCausalLM"
+    enc = tok([trial_prompt(ArithTask.answer_format, "1234 + 4321")], return_tensors="pt", add_special_tokens=False)
+    out = lm.generate(**enc, max_new_tokens=60, do_sample=False, pad_token_id=tok.pad_token_id)
+    text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert ArithTask().score(ArithTask().load("test", 1)[0], text).reason in ("wrong", "correct")
+    assert parse_answer(text) == "5555"
+
+
+def test_missing_or_corrupt_model_folder_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="model folder not found"):
+        load_causal_lm(str(tmp_path / "nope"), ModelConfig(device="cpu"))
+    folder = _shipped()
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelLoadError, match="cannot load model"):
+        load_causal_lm(str(broken), ModelConfig(device="cpu"))
+    (broken / "config.json").unlink()
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_causal_lm(str(broken), ModelConfig(device="cpu"))
+
