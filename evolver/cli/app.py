@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "init_cmd",
     "config_cmd",
     "status_cmd",
+    "world_cmd",
     "policy_cmd",
     "run_cmd",
     "data_cmd",
