@@ -230,6 +230,24 @@ def test_reinserting_is_idempotent(store: Store) -> None:
     assert store.integrity_ok()
 
 
+def test_optional_columns_default_and_required_ones_are_enforced(store: Store) -> None:
+    store.create_generation(1, None, "embedded", "h", "{}")
+    ids = store.upsert_questions([{"source": "s", "external_id": "a", "text": "t", "gold": "g"}])
+    assert store.upsert_questions([{"source": "s", "external_id": "b", "text": "u", "gold": "h"}]).keys() == {"b"}
+    row = _attempt(1, ids["a"])
+    for optional in ("answer", "feedback"):
+        row.pop(optional, None)
+    store.insert_attempts([{**row, "created_at": -1.0, "not_a_column": "ignored"}])
+    (a,) = store.attempts(1, "train")
+    assert (a.answer, a.feedback, a.tokens_in, a.tokens_out) == (None, None, 0, 0)
+    assert a.created_at > 0  # the store's clock, not the caller's
+    del row["prompt"]
+    with pytest.raises(IntegrityError, match="NOT NULL"):
+        store.insert_attempts([{**row, "branch": 1}])
+    store.insert_reflections([{k: v for k, v in _reflection(1, a.id, 0).items() if k != "tokens_out"}])
+    assert store.reflections(1, "train")[0].tokens_out == 0
+
+
 def test_phase_restart_counts_attempts(store: Store) -> None:
     store.create_generation(1, None, "embedded", "h", "{}")
     assert store.phase_start(1, "generate") == 1
@@ -300,3 +318,24 @@ def test_reader_and_writer_in_separate_processes(store: Store) -> None:
     assert results["reader"][0] >= 50, results
     assert store.counts()["attempts"] == results["writer"][0]
     assert store.integrity_ok()
+
+
+# -- the benchmark stays runnable ----------------------------------------------------------------------
+def test_store_bench_smoke(tmp_path: Path, repo_root: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_store", repo_root / "bench" / "store.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rec = bench.bench_records(tmp_path, records=400, k=4, chunk_questions=30)
+    assert rec["records"] == 400 and rec["attempts"] == 500 and rec["bytes_per_record"] > 1000
+    state = tmp_path / "gens" / "state"
+    state.mkdir(parents=True)
+    bench.build_generations(state, 12)
+    from evolver.daemon.status import gather
+
+    with Store.open(state / "evolver.db") as s:
+        info = gather(s, state)
+        assert info["generations"] == 13 and info["latest"]["id"] == 12 and info["latest"]["phase"] == "sft"
+        assert info["last_decision"]["kind"] in ("promoted", "rejected")
+        assert s.integrity_ok()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -194,7 +195,7 @@ class Store:
 
     # -- questions ---------------------------------------------------------------------------
     def upsert_questions(self, rows: Iterable[dict[str, Any]]) -> dict[str, int]:
-        """Insert questions once (by source + external_id); return external_id -> row id."""
+        """Insert questions once (by source + external_id); return external_id -> row id for these rows."""
         rows = list(rows)
         if not rows:
             return {}
@@ -207,11 +208,16 @@ class Store:
         with self.tx() as c:
             self._many(c, "INSERT INTO questions (source, external_id, split, text, gold, content_hash, meta)"
                           " VALUES (?,?,?,?,?,?,?) ON CONFLICT(source, external_id) DO NOTHING", tuples)
-        sources = {r["source"] for r in rows}
+        # Look up only the rows given: a pool that grows by a slice per generation stays linear.
+        by_source: dict[str, list[str]] = {}
+        for t in tuples:
+            by_source.setdefault(t[0], []).append(t[1])
         out: dict[str, int] = {}
-        for src in sources:
-            for ext, qid in self._all("SELECT external_id, id FROM questions WHERE source=?", (src,)):
-                out[ext] = qid
+        for src, exts in by_source.items():
+            for i in range(0, len(exts), 900):
+                part = exts[i:i + 900]
+                out.update(self._all(f"SELECT external_id, id FROM questions WHERE source=? AND external_id IN"
+                                     f" ({','.join('?' * len(part))})", (src, *part)))
         return out
 
     def questions(self, ids: Iterable[int]) -> dict[int, Question]:
@@ -230,10 +236,16 @@ class Store:
     REFLECTION_COLS = ("generation_id", "purpose", "attempt_id", "branch", "instruction_id", "model_ref", "sampling",
                        "seed", "prompt", "text", "tokens_out", "created_at")
 
+    # A missing key is NULL (tokens: 0); created_at is always the store's clock. Rows become tuples
+    # through one dict merge and an itemgetter: at 500k rows per phase, a per-key loop costs seconds.
+    _ATTEMPT_BLANK = {k: 0 if k.startswith("tokens") else None for k in ATTEMPT_COLS}
+    _REFLECTION_BLANK = {k: 0 if k == "tokens_out" else None for k in REFLECTION_COLS}
+    _attempt_tuple = operator.itemgetter(*ATTEMPT_COLS)
+    _reflection_tuple = operator.itemgetter(*REFLECTION_COLS)
+
     def insert_attempts(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
-        now = self.clock()
-        tuples = [tuple(now if k == "created_at" else r.get(k, 0 if k.startswith("tokens") else None)
-                        for k in self.ATTEMPT_COLS) for r in rows]
+        now, blank, as_tuple = self.clock(), self._ATTEMPT_BLANK, self._attempt_tuple
+        tuples = [as_tuple({**blank, **r, "created_at": now}) for r in rows]
         sql = (f"INSERT INTO attempts ({', '.join(self.ATTEMPT_COLS)}) VALUES ({', '.join('?' * len(self.ATTEMPT_COLS))})"
                " ON CONFLICT(generation_id, purpose, question_id, trial, branch) DO NOTHING")
         if conn is not None:
@@ -243,9 +255,8 @@ class Store:
             self._many(c, sql, tuples)
 
     def insert_reflections(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
-        now = self.clock()
-        tuples = [tuple(now if k == "created_at" else r.get(k, 0 if k == "tokens_out" else None)
-                        for k in self.REFLECTION_COLS) for r in rows]
+        now, blank, as_tuple = self.clock(), self._REFLECTION_BLANK, self._reflection_tuple
+        tuples = [as_tuple({**blank, **r, "created_at": now}) for r in rows]
         sql = (f"INSERT INTO reflections ({', '.join(self.REFLECTION_COLS)}) VALUES "
                f"({', '.join('?' * len(self.REFLECTION_COLS))})"
                " ON CONFLICT(generation_id, purpose, attempt_id, branch) DO NOTHING")
