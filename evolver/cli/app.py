@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "policy_cmd",
     "run_cmd",
     "data_cmd",
+    "eval_cmd",
 )
 
 

@@ -1,0 +1,144 @@
+"""`evolver eval`: score a benchmark suite.
+
+Today it scores saved outputs (`--predictions FILE.jsonl`, lines `{"id": ..., "output": ...}`) with
+the suite's own scorer, loading no model. Evaluating a model generation (`--generation N`) will be
+a second path in this same command; the scoring path lives in `score_predictions_file` so the two
+stay apart.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from evolver.cli.common import EXIT_USAGE, UsageError, console, emit_json, fail, loaded_config, run_guarded
+
+SHOW_IDS = 10
+
+
+@dataclass
+class EvalOutcome:
+    suite: str
+    format: str
+    manifest: str
+    predictions: str
+    split: str
+    beyond_limit: int
+    report: Any  # evolver.evaluation.predictions.PredictionReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"suite": self.suite, "format": self.format, "manifest": self.manifest, "predictions": self.predictions,
+                "split": self.split, "beyond_limit": self.beyond_limit, **self.report.to_dict()}
+
+
+def suite_dirs(config_root: Path) -> list[Path]:
+    """Where suite names are looked up: the config folder's evals/."""
+    return [config_root / "evals"]
+
+
+def score_predictions_file(benchmark: str, predictions: Path, search_dirs: list[Path], limit: int | None = None,
+                           split: str | None = None, workers: int = 1) -> EvalOutcome:
+    """Load the suite, read the predictions, score them. Raises UsageError with one line on bad input."""
+    from evolver.evaluation.predictions import read_predictions, score_predictions
+    from evolver.tasks.rows import DataError
+    from evolver.tasks.suites import SuiteError, find_suite
+
+    if not predictions.is_file():
+        raise UsageError(f"{predictions}: predictions file not found")
+    try:
+        suite = find_suite(benchmark, search_dirs)
+        task = suite.task()
+        use_split = split or suite.manifest.split
+        loaded = task.load(use_split)
+    except (SuiteError, DataError) as err:
+        raise UsageError(str(err)) from None
+    items = loaded[:limit] if limit is not None else loaded
+    beyond = {item.id for item in loaded[len(items):]}
+    rows, malformed = read_predictions(predictions)
+    kept = [r for r in rows if r.id not in beyond]
+    report = score_predictions(task, items, kept, workers=workers, malformed=malformed)
+    return EvalOutcome(suite.name, suite.manifest.format or suite.manifest.task or "", str(suite.path), str(predictions),
+                       use_split, len(rows) - len(kept), report)
+
+
+def _ids(ids: list[str]) -> str:
+    more = f" (+{len(ids) - SHOW_IDS} more)" if len(ids) > SHOW_IDS else ""
+    return ", ".join(ids[:SHOW_IDS]) + more
+
+
+def render(outcome: EvalOutcome, show_wrong: int = 0):  # noqa: ANN201 - a rich renderable
+    """The summary table (and, with `show_wrong`, the first wrong rows) as one Rich renderable."""
+    from rich.console import Group
+    from rich.table import Table
+
+    r = outcome.report
+    table = Table(title=f"{outcome.suite} ({outcome.format}, split {outcome.split})", show_header=False)
+    table.add_column("metric", style="bold")
+    table.add_column("value")
+    table.add_row("predictions", outcome.predictions)
+    table.add_row("items", str(r.items))
+    table.add_row("scored", str(r.n))
+    table.add_row("correct", str(r.correct))
+    table.add_row("accuracy", f"{r.accuracy:.2%}")
+    if r.n != r.items:
+        table.add_row("accuracy (missing = wrong)", f"{r.accuracy_all:.2%}")
+    table.add_row("parse rate", f"{r.parse_rate:.2%}")
+    for key, value in r.scores.items():
+        table.add_row(f"mean {key}", f"{value:.4f}")
+    table.add_row("reasons", ", ".join(f"{k} {v}" for k, v in r.reasons.items()) or "-")
+    for label, ids in (("missing ids", r.missing_ids), ("unknown ids", r.unknown_ids), ("duplicate ids", r.duplicate_ids)):
+        if ids:
+            table.add_row(f"{label} ({len(ids)})", _ids(ids))
+    if outcome.beyond_limit:
+        table.add_row("beyond --limit", f"{outcome.beyond_limit} predictions not scored")
+    if r.malformed:
+        table.add_row("malformed lines", f"{len(r.malformed)} (listed on stderr)")
+    parts: list[Any] = [table]
+    wrong = [row for row in r.rows if not row.correct][:show_wrong]
+    if wrong:
+        rows = Table(title=f"first {len(wrong)} wrong")
+        for col in ("id", "answer", "reason", "feedback"):
+            rows.add_column(col, overflow="fold")
+        for row in wrong:
+            rows.add_row(row.id, (row.answer or "")[:80], row.reason[:80], row.feedback[:160])
+        parts.append(rows)
+    return Group(*parts)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_(
+        ctx: typer.Context,
+        benchmark: str = typer.Option(..., "--benchmark", "-b", help="Suite name (a folder under the config's evals/) or a path to a suite folder or manifest."),
+        predictions: Path | None = typer.Option(None, "--predictions", "-p", help="JSONL of {\"id\": ..., \"output\": ...} to score."),
+        limit: int | None = typer.Option(None, "--limit", min=1, help="Score only the suite's first N items."),
+        split: str | None = typer.Option(None, "--split", help="Split to score (default: the manifest's)."),
+        workers: int = typer.Option(1, "--workers", min=1, max=64, help="Items scored at once (code runs in parallel sandboxes)."),
+        show_wrong: int = typer.Option(0, "--show-wrong", min=0, help="Also list the first N wrong rows."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON (with every row's verdict)."),
+    ) -> None:
+        """Score a benchmark suite's saved predictions with the suite's own scorer (no model is loaded).
+
+        Unreadable prediction lines are listed on stderr as FILE:LINE: reason. Exit 1 when nothing could be scored.
+        """
+        if predictions is None:
+            fail("model evaluation needs --generation N, which is not available yet; "
+                 "to score saved outputs pass --predictions FILE.jsonl", EXIT_USAGE, as_json)
+
+        def body() -> EvalOutcome:
+            cfg = loaded_config(ctx)
+            return score_predictions_file(benchmark, predictions, suite_dirs(cfg.root), limit, split, workers)
+
+        outcome = run_guarded(body, as_json=as_json)
+        for line in outcome.report.malformed:
+            sys.stderr.write(f"evolver: warning: {line}\n")
+        if as_json:
+            emit_json(outcome.to_dict())
+        else:
+            console().print(render(outcome, show_wrong))
+        if outcome.report.n == 0:
+            raise typer.Exit(1)

@@ -1,0 +1,180 @@
+"""Pulling the final answer out of a model's output, more tolerantly than the reference.
+
+The reference splits on the first opener and cuts at the first closer, with no stripping, so
+`Finish[ b ]`, `Finish[[1, 2]]` or `finish[B]` fail there. Here:
+- openers are matched case-insensitively with optional spaces (`Finish [`, `finish[`);
+- brackets nest (`Finish[f(a[0])]` gives `f(a[0])`);
+- the first answer that is not a placeholder counts (`Finish[X]`, `Finish[answer]`, `Finish[]`
+  are skipped), because base models often go on to invent the next few-shot question after
+  answering, so a later `Finish[...]` is usually not theirs;
+- whitespace around the answer is stripped.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import string
+from collections import Counter
+from fractions import Fraction
+
+PLACEHOLDERS = {"", "x", "answer", "<answer>", "your answer", "your_answer", "...", "n", "<n>"}
+
+_FINISH = re.compile(r"finish\s*\[", re.IGNORECASE)
+_FINISH_MATH = re.compile(r"finish\s*<<<(.*?)>>>", re.IGNORECASE | re.DOTALL)
+_BEGIN = re.compile(r"\[\s*begin\s*\]", re.IGNORECASE)
+_END = re.compile(r"\[\s*end\s*\]", re.IGNORECASE)
+_FENCE = re.compile(r"^\s*```[\w+-]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+
+
+def _bracketed(text: str, start: int) -> str | None:
+    """Content from `start` (just after an opening '[') to its matching ']', or None if unclosed."""
+    depth = 1
+    for i in range(start, len(text)):
+        c = text[i]
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+            if depth == 0:
+                return text[start:i]
+    return None
+
+
+def finish_bracket(output: str) -> str | None:
+    """The first non-placeholder `Finish[...]` answer, brackets balanced; None when there is none."""
+    for m in _FINISH.finditer(output):
+        content = _bracketed(output, m.end())
+        if content is None:
+            rest = output[m.end():]
+            cut = rest.rfind("]")  # unbalanced: up to the last ']' (the reference's cut, but not truncating nests)
+            if cut < 0:
+                continue
+            content = rest[:cut]
+        content = content.strip()
+        if content.lower() not in PLACEHOLDERS:
+            return content
+    return None
+
+
+def finish_math(output: str) -> str | None:
+    """The first non-placeholder `Finish<<<...>>>` answer."""
+    for m in _FINISH_MATH.finditer(output):
+        content = m.group(1).strip()
+        if content.lower() not in PLACEHOLDERS:
+            return content
+    return None
+
+
+def code_block(output: str) -> str | None:
+    """Code between `[BEGIN]` and `[END]`.
+
+    Tolerant where generation is cut: a missing `[END]` takes the rest of the output. Markdown
+    fences inside the block are removed. Of several blocks, the first that parses as Python wins
+    (a restated "[BEGIN] and [END]" in prose does not), else the first block.
+    """
+    blocks: list[str] = []
+    for m in _BEGIN.finditer(output):
+        end = _END.search(output, m.end())
+        body = output[m.end(): end.start() if end else len(output)]
+        fenced = _FENCE.match(body)
+        if fenced:
+            body = fenced.group(1)
+        body = body.strip("\n")
+        if body.strip():
+            blocks.append(body)
+    for body in blocks:
+        try:
+            ast.parse(body)
+            return body
+        except (SyntaxError, ValueError):
+            continue
+    return blocks[0] if blocks else None
+
+
+# --- multiple choice -------------------------------------------------------------------------
+
+_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[.)]\s*(.+?)\s*$", re.MULTILINE)
+_LETTER = re.compile(
+    r"(?:(?:option|answer|choice)\s*(?:is)?\s*[:\-]?\s*)?[(\[]?([a-z])[)\]]?(?:\s*[.):]\s*.*)?",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def options(question: str) -> dict[str, str]:
+    """Option letter (lowercase) -> text, from lines like 'A.text', 'B) text', '(C) text'.
+
+    Only a run that starts at A and goes on in order counts, so stray capitals in a passage do not.
+    """
+    found: dict[str, str] = {}
+    for m in _OPTION_LINE.finditer(question):
+        letter = m.group(1).lower()
+        expected = chr(ord("a") + len(found))
+        if letter == "a" and found:
+            found = {}  # a later list restarts: the options come last
+            expected = "a"
+        if letter == expected:
+            found[letter] = m.group(2)
+    return found if len(found) >= 2 else {}
+
+
+def choice_letter(answer: str, opts: dict[str, str]) -> str:
+    """Map an answer to an option letter: 'b', 'B', '(b)', 'B. False', 'Option B', or the option's text.
+
+    Returns the lowercase letter, or the lowercased answer when it names no option.
+    """
+    text = answer.strip().strip("`'\"*").strip()
+    m = _LETTER.fullmatch(text)
+    if m:
+        return m.group(1).lower()
+    norm = squad_normalize(text)
+    for letter, option in opts.items():
+        if norm and norm == squad_normalize(option):
+            return letter
+    return text.lower()
+
+
+# --- free text (SQuAD) -----------------------------------------------------------------------
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation)
+
+
+def squad_normalize(text: str) -> str:
+    """Lowercase, drop punctuation and articles, collapse whitespace (the SQuAD evaluation's rule)."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    pred, ref = squad_normalize(prediction).split(), squad_normalize(gold).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+# --- numbers (GSM8K) -------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"-?\$?\s*\d[\d,]*(?:\.\d+)?|-?\.\d+")
+
+
+def last_number(text: str) -> Fraction | None:
+    """The last number in `text` ('1,234', '$18.00', '-3', 'so 72 apples'), or None."""
+    found = _NUMBER.findall(text)
+    return _to_fraction(found[-1]) if found else None
+
+
+def _to_fraction(token: str) -> Fraction | None:
+    cleaned = token.replace("$", "").replace(",", "").replace(" ", "")
+    try:
+        return Fraction(cleaned)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def format_number(value: Fraction) -> str:
+    return str(value.numerator) if value.denominator == 1 else str(float(value))

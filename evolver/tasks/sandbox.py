@@ -1,0 +1,234 @@
+"""Run model-written code where it cannot hurt the host: a locked-down child process per run.
+
+The child (`_sandbox_child.py`, started with `sys.executable -I`) runs in its own session and
+process group, in a fresh temporary directory (removed afterwards), with a scrubbed environment
+and stdin at /dev/null. Before any model code runs it:
+- moves into a new network namespace when the kernel lets it (`network == "netns"`), otherwise
+  blocks sockets by patching `socket` and refusing socket audit events (`"socket-patch"`);
+- drops root to `nobody` when started as root and `nobody` can read the Python installation,
+  so the process-count limit holds (root is exempt from it);
+- applies Landlock (when the kernel has it) so writes outside the sandbox directory fail;
+- sets rlimits: CPU seconds, address space, file size, process count, no core files;
+- installs an audit hook refusing fork/exec/spawn, ctypes, and (without the kernel layers)
+  sockets and writes outside its directory.
+The parent enforces a wall-clock limit and, whatever happened, kills the whole process group.
+`SandboxResult.isolation` lists the layers that were actually in place for that run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import stat
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_CHILD = Path(__file__).with_name("_sandbox_child.py")
+_TAIL = 2000
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not run (not a verdict on the code)."""
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-run limits and layers. Turning a layer off is for testing the others (and for kernels
+    that misbehave); `python_guards=False` keeps the audit hook only where no kernel layer holds."""
+
+    cpu_seconds: float = 5.0
+    wall_seconds: float = 10.0
+    memory_mb: int = 1024
+    file_mb: int = 16
+    max_processes: int = 8
+    netns: bool = True
+    landlock: bool = True
+    python_guards: bool = True
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """What one run did. `reason`: 'ok' | 'timeout' | 'memory' | 'error: ...' | 'assert: ...'."""
+
+    passed: bool
+    reason: str
+    feedback: str = ""
+    tests_passed: int = 0
+    tests_total: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    network: str = "unknown"
+    isolation: tuple[str, ...] = field(default_factory=tuple)
+    seconds: float = 0.0
+    pgid: int = 0
+
+
+def run_tests(code: str, tests: list[str] | tuple[str, ...] = (), setup: str = "",
+              limits: SandboxLimits | None = None) -> SandboxResult:
+    """Run `setup`, then `code`, then each test statement (asserts) in one sandboxed process.
+
+    Passes when the code loads and every test passes (with no tests: when the code runs to the end).
+    """
+    limits = limits or SandboxLimits()
+    uid, gid = _unprivileged_ids()
+    with tempfile.TemporaryDirectory(prefix="evolver-sandbox-") as tmp:
+        base = Path(tmp)
+        base.chmod(0o711)  # the child may run as another uid: it must reach work/, not read our files
+        work = base / "work"
+        work.mkdir(mode=0o700)
+        if uid >= 0:
+            os.chown(work, uid, gid)
+        job = {
+            "code": code, "tests": list(tests), "setup": setup or "", "workdir": str(work),
+            "cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_mb << 20,
+            "file_bytes": limits.file_mb << 20, "max_processes": limits.max_processes,
+            "uid": uid, "gid": gid, "netns": limits.netns, "landlock": limits.landlock, "python_guards": limits.python_guards,
+        }
+        return _run(job, base, work, limits)
+
+
+def _unprivileged_ids() -> tuple[int, int]:
+    """(uid, gid) to drop to when running as root and `nobody` could still import Python, else (-1, -1)."""
+    if os.geteuid() != 0 or not _python_readable_by_others():
+        return -1, -1
+    try:
+        entry = pwd.getpwnam("nobody")
+        return entry.pw_uid, entry.pw_gid
+    except KeyError:
+        return 65534, 65534
+
+
+def _python_readable_by_others() -> bool:
+    """True when the standard library and site-packages are readable without our uid (e.g. not under /root)."""
+    paths = {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    for leaf in filter(None, paths):
+        p = Path(leaf)
+        if not p.is_dir() or not os.stat(p).st_mode & stat.S_IROTH:
+            return False
+        for d in (p, *p.parents):
+            if not os.stat(d).st_mode & stat.S_IXOTH:
+                return False
+    return True
+
+
+def _environment(work: Path) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+def _run(job: dict, base: Path, work: Path, limits: SandboxLimits) -> SandboxResult:
+    out_path, err_path, report_path = base / "stdout", base / "stderr", base / "report"
+    report_fd = os.open(report_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    start = time.monotonic()
+    timed_out = False
+    try:
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", str(_CHILD), str(report_fd)],
+                stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=work, env=_environment(work),
+                pass_fds=(report_fd,), start_new_session=True, close_fds=True,
+            )
+    finally:
+        os.close(report_fd)
+    try:
+        try:
+            proc.communicate(json.dumps(job).encode(), timeout=limits.wall_seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+        kill_group(proc.pid)
+    seconds = time.monotonic() - start
+    lines = [json.loads(x) for x in report_path.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()]
+    ready = next((x for x in lines if x.get("phase") == "ready"), None)
+    done = next((x for x in lines if x.get("phase") == "done"), None)
+    if ready is None and not timed_out:
+        last = (_tail(err_path).strip().splitlines() or ["no output"])[-1]
+        raise SandboxError(f"the sandbox process failed before running any code (exit {proc.returncode}): {last}")
+    ready = ready or {}
+    reason, feedback = _verdict(done, proc.returncode, timed_out, limits)
+    return SandboxResult(
+        passed=reason == "ok", reason=reason, feedback=feedback,
+        tests_passed=int((done or {}).get("passed", 0)), tests_total=len(job["tests"]),
+        stdout=_tail(out_path), stderr=_tail(err_path),
+        network=ready.get("network", "unknown"), isolation=tuple(ready.get("layers", ())),
+        seconds=round(seconds, 3), pgid=proc.pid,
+    )
+
+
+def _verdict(done: dict | None, returncode: int | None, timed_out: bool, limits: SandboxLimits) -> tuple[str, str]:
+    """(reason, feedback) from the child's report and how it ended."""
+    if timed_out:
+        return "timeout", f"Execution timed out after {limits.wall_seconds:g} seconds."
+    if done is None:
+        sig = -returncode if returncode is not None and returncode < 0 else 0
+        if sig == signal.SIGXCPU:
+            return "timeout", f"Execution exceeded {limits.cpu_seconds:g} CPU seconds."
+        if sig == signal.SIGKILL:  # not ours (we kill only after a timeout or an exit): the OOM killer
+            return "memory", "The process was killed, most likely for running out of memory."
+        if sig == signal.SIGXFSZ:
+            return "error: output too large", f"The code wrote more than {limits.file_mb} MB."
+        if sig:
+            name = signal.Signals(sig).name
+            return f"error: crashed ({name})", f"The process crashed with {name}."
+        return f"error: exited before the tests finished (exit code {returncode})", (
+            "The code exited the interpreter before the tests could run.")
+    status = done.get("status")
+    where = f" {done['where']}" if done.get("where") else ""
+    if status == "ok":
+        return "ok", ""
+    if status == "memory":
+        return "memory", f"Memory limit of {limits.memory_mb} MB exceeded (MemoryError{where})."
+    if status == "assert":
+        test = str(done.get("test", "")).strip()
+        got = f" (got {done['got']})" if done.get("got") else ""
+        msg = f": {done['message']}" if done.get("message") else ""
+        return _clip(f"assert: {test}"), f"Test failed: {test}{got}{msg}"
+    error = f"{done.get('type', 'Error')}: {done['message']}" if done.get("message") else str(done.get("type", "Error"))
+    line = f" (line {done['line']} of the code)" if done.get("line") else ""
+    test = f" running `{str(done['test']).strip()}`" if done.get("test") else ""
+    return _clip(f"error: {error}"), f"Code execution error: {error}{line}{where}{test}"
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - _TAIL))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def kill_group(pgid: int, patience_s: float = 2.0) -> None:
+    """SIGKILL every process left in the group until none is (or `patience_s` has passed).
+
+    Call it after reaping the group leader: its zombie would otherwise keep the group alive.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            return  # the group now belongs to someone else: nothing of ours is left in it
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.005)

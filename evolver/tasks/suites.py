@@ -1,0 +1,228 @@
+"""Benchmark suites: a folder with a `manifest.toml` naming a format and where the rows are.
+
+    name = "logiqa"                 # suite name (required)
+    format = "logiqa"               # logiqa | math | mbpp | bigbench | gsm8k | arith
+    # or, for a Task written in Python:  task = "package.module:Class"  (built with `seed` and [options])
+    data = "logiqa_test.jsonl"      # JSONL, relative to the manifest (or { test = "...", train = "..." })
+    split = "test"                  # the split `data` holds when it is a single file
+    limit = 500                     # optional cap on items
+    ids = "row"                     # "row": row id/task_id, else line number; "line": always the line number
+    download = "..."                # optional: where to get a missing data file (shown in the error)
+    description = "..."             # optional
+    answer = "Finish[<number>]"     # optional: the answer format, for listings
+    seed = 0                        # optional: passed to generated tasks (arith, `task = ...`)
+    splits = ["train", "test"]      # optional: the splits a generated task offers
+    [datasets]                      # instead of `data`: a hub dataset, fetched only when the suite is loaded
+    id = "openai/gsm8k"
+    config = "main"
+    [options]                       # optional keyword arguments for the task (e.g. mbpp's challenge_tests)
+
+Users add a suite without code: a folder with such a manifest and a JSONL file in one of the formats.
+Nothing here touches the data until `Suite.task().load()` is called.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from evolver.tasks.base import Task
+from evolver.tasks.rows import HubSource, JsonlSource, RowSource
+
+MANIFEST = "manifest.toml"
+Format = Literal["logiqa", "math", "mbpp", "bigbench", "gsm8k", "arith"]
+
+
+class SuiteError(Exception):
+    """A suite that cannot be found or used; the message is one line naming the file and key."""
+
+
+class DatasetsSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(..., min_length=1, description="Hub dataset id, e.g. 'openai/gsm8k'.")
+    config: str | None = Field(None, description="Dataset configuration name, e.g. 'main'.")
+    split: str | None = Field(None, description="The hub's split name for the manifest's `split` (default: the same).")
+    revision: str | None = Field(None, description="Commit or tag to pin.")
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, description="Suite name, as used by --benchmark and evaluation.benchmarks.")
+    format: Format | None = Field(None, description="Row format and scorer.")
+    task: str | None = Field(None, pattern=r"^[\w.]+:\w+$", description="'module:Class' of a Task written in Python.")
+    description: str = Field("", description="One line shown by listings.")
+    answer: str = Field("", description="The answer format, for listings.")
+    seed: int | None = Field(None, ge=0, description="Seed for generated tasks (arith, `task`).")
+    splits: list[str] | None = Field(None, description="Splits a generated task offers.")
+    data: str | dict[str, str] | None = Field(None, description="JSONL file (or split -> file), relative to the manifest.")
+    datasets: DatasetsSpec | None = Field(None, description="Hub dataset to load instead of `data`.")
+    split: str = Field("test", min_length=1, description="The split `data` (or `datasets`) holds.")
+    limit: int | None = Field(None, ge=1, description="Cap on items.")
+    ids: Literal["row", "line"] = Field("row", description="How items get their ids.")
+    download: str = Field("", description="Where to get a missing data file.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the task.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Manifest:
+        if (self.format is None) == (self.task is None):
+            raise ValueError("give exactly one of `format` or `task`")
+        if self.data is not None and self.datasets is not None:
+            raise ValueError("give either `data` or `[datasets]`, not both")
+        if self.data is None and self.datasets is None and self.generated is False:
+            raise ValueError(f"format {self.format!r} needs `data` (a JSONL file) or a `[datasets]` table")
+        return self
+
+    @property
+    def generated(self) -> bool:
+        """Items come from code (arith, `task = ...`), not from rows."""
+        return self.format == "arith" or self.task is not None
+
+
+@dataclass(frozen=True)
+class Suite:
+    manifest: Manifest
+    path: Path  # the manifest file
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def data_files(self) -> dict[str, Path]:
+        data = self.manifest.data
+        if data is None:
+            return {}
+        files = {self.manifest.split: data} if isinstance(data, str) else dict(data)
+        return {split: (self.root / f).resolve() if not Path(f).is_absolute() else Path(f) for split, f in files.items()}
+
+    def source(self) -> RowSource:
+        m = self.manifest
+        if m.datasets is not None:
+            return HubSource(m.datasets.id, m.datasets.config, {m.split: m.datasets.split or m.split},
+                             m.datasets.revision, m.ids)
+        hint = f"download {m.download} there" if m.download else f"named by key 'data' in {self.path}"
+        return JsonlSource(self.data_files(), m.ids, hint)
+
+    def task(self) -> Task:
+        """The suite's Task; loading its items is what reads the data (or fetches it from the hub)."""
+        m = self.manifest
+        if m.generated:
+            kwargs = {**({"seed": m.seed} if m.seed is not None else {}), **m.options}
+            try:
+                task = _task_class(m.task or "evolver.world.task:ArithTask")(**kwargs)  # imported only when asked for
+            except TypeError as err:
+                raise SuiteError(f"{self.path}: options: not accepted by {m.task or 'arith'} ({err})") from None
+            return task if m.limit is None else _Capped(task, m.limit)
+        from evolver.tasks.gsm8k import GSM8KTask
+        from evolver.tasks.reflectevo import BigBenchTask, LogiQATask, MathTask, MBPPTask
+
+        cls = {"logiqa": LogiQATask, "math": MathTask, "mbpp": MBPPTask, "bigbench": BigBenchTask, "gsm8k": GSM8KTask}[m.format]
+        try:
+            return cls(source=self.source(), name=m.name, cap=m.limit, **m.options)
+        except TypeError as err:
+            raise SuiteError(f"{self.path}: options: not accepted by format {m.format!r} ({err})") from None
+
+
+def _task_class(spec: str) -> Any:
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise SuiteError(f"task {spec!r} cannot be imported: {err}") from None
+
+
+@dataclass
+class _Capped:
+    """A task whose load() never returns more than `cap` items (for tasks that take no cap themselves)."""
+
+    inner: Task
+    cap: int
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def answer_format(self) -> str:
+        return self.inner.answer_format
+
+    def load(self, split: str = "test", limit: int | None = None) -> list:
+        return self.inner.load(split, self.cap if limit is None else min(limit, self.cap))
+
+    def score(self, item, output):  # noqa: ANN001, ANN201
+        return self.inner.score(item, output)
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{path}: {loc}: unknown key"
+    if first["type"] == "missing":
+        return f"{path}: {loc}: required key is missing"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{path}: {loc}: {msg}" if loc else f"{path}: {msg}"
+
+
+def load_manifest(path: Path) -> Suite:
+    """Read and validate one manifest; every problem is one SuiteError line naming the file and key."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: manifest not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SuiteError(f"{path}: invalid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise SuiteError(f"{path}: not UTF-8 text") from None
+    try:
+        return Suite(Manifest.model_validate(data), path.resolve())
+    except ValidationError as err:
+        raise SuiteError(_format_error(path, err)) from None
+
+
+def find_suite(name_or_path: str | Path, search_dirs: list[Path] | tuple[Path, ...]) -> Suite:
+    """A suite by path (its folder or manifest file) or by name (a folder under one of `search_dirs`)."""
+    p = Path(name_or_path).expanduser()
+    if p.is_file():
+        return load_manifest(p)
+    if p.is_dir():
+        if not (p / MANIFEST).is_file():
+            raise SuiteError(f"{p}: no {MANIFEST} in this folder")
+        return load_manifest(p / MANIFEST)
+    name = str(name_or_path)
+    if "/" not in name and "\\" not in name and not name.endswith(".toml"):
+        for d in search_dirs:
+            candidate = Path(d) / name / MANIFEST
+            if candidate.is_file():
+                return load_manifest(candidate)
+    known = sorted({s.name for s in list_suites(search_dirs, strict=False)})
+    where = ", ".join(str(d) for d in search_dirs) or "no search folders"
+    listing = f"; suites: {', '.join(known)}" if known else ""
+    raise SuiteError(f"no suite {name!r} (looked in {where}){listing}")
+
+
+def list_suites(search_dirs: list[Path] | tuple[Path, ...], strict: bool = True) -> list[Suite]:
+    """Every `<dir>/<suite>/manifest.toml`, sorted by name; a broken manifest raises unless `strict=False`."""
+    suites: list[Suite] = []
+    for d in search_dirs:
+        d = Path(d)
+        if not d.is_dir():
+            continue
+        for manifest in sorted(d.glob(f"*/{MANIFEST}")):
+            try:
+                suites.append(load_manifest(manifest))
+            except SuiteError:
+                if strict:
+                    raise
+    return sorted(suites, key=lambda s: s.name)
