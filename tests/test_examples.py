@@ -63,7 +63,8 @@ def test_example_loads_and_its_lora_fits_the_architecture(name: str, tmp_path: P
 def test_paper_recipes(name: str) -> None:
     c = load_config(EXAMPLES / name).config
     t = c.training
-    assert (t.lora.r, t.lora.alpha, t.lora.dropout, t.lora.target_modules) == (8, 32, 0.1, ["q_proj", "k_proj", "v_proj"])
+    lora = (t.lora.r, t.lora.alpha, t.lora.dropout, t.lora.target_modules)
+    assert lora == (8, 32, 0.1, ["q_proj", "k_proj", "v_proj"])
     assert (t.sft.mode, t.sft.learning_rate) == ("one_stage", 1e-3)
     assert (t.dpo.beta, t.dpo.learning_rate, t.dpo.epochs) == (0.01, 5e-7, 1.0)
     assert c.evaluation.benchmarks == ["logiqa", "math", "mbpp", "bigbench"]

@@ -368,6 +368,7 @@ def test_dpo_needs_sft_first_and_stop_is_honoured(tmp_path: Path, tiny_model_dir
     ctx = ctx_for(cfg, store, 1, 0, stop=threading.Event())
     with pytest.raises(TrainingError, match="sft phase is not started"):
         run_dpo(ctx)
+    assert store.phase(1, "dpo").status == "failed"  # recorded, so a retry loop counts it
     ctx.stop.set()
     with pytest.raises(Stopped):
         run_sft(ctx)

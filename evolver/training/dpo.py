@@ -74,4 +74,5 @@ def train_dpo(spec: TrainSpec) -> dict[str, Any]:
                                            callbacks(spec, curve))
     out = trainer.train()
     return finish(spec, policy, trainer, curve, started, len(pairs),
-                  {"train_loss": out.training_loss, "reference": reference})
+                  {"train_loss": out.training_loss, "train_seconds": out.metrics["train_runtime"],
+                   "reference": reference})

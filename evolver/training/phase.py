@@ -9,7 +9,7 @@ Adapter lineage: `training.lineage = "continue"` starts SFT from the parent gene
 adapter (base when the parent has none); "restart" starts from base with a fresh LoRA.
 DPO starts from this generation's SFT adapter (or, when SFT was skipped, from what the
 generation inherited). The generation's adapter is the last one trained: dpo, else sft,
-else the parent's (continue) or none (restart).
+else a copy of the parent's (continue; `gen-NNNN/inherited`, same sha256) or none (restart).
 
 Failures: a child that crashes or is killed marks the phase failed with its error and raises
 `TrainingError`; a missing or corrupt adapter raises `AdapterError` (a TrainingError). Both
@@ -80,12 +80,12 @@ def run_dpo(ctx: PhaseContext) -> dict[str, Any]:
         return done
     ctx.check_stop()
     tcfg = ctx.cfg.config.training
-    sft = ctx.store.phase(ctx.generation, "sft")
-    if sft is None or sft.status not in ("done", "skipped"):
-        status = sft.status if sft is not None else "not started"
-        raise TrainingError(f"gen-{ctx.generation:04d} dpo: the sft phase is {status}; run sft first")
     ctx.store.phase_start(ctx.generation, "dpo")
     try:
+        sft = ctx.store.phase(ctx.generation, "sft")
+        if sft is None or sft.status not in ("done", "skipped"):
+            status = sft.status if sft is not None else "not started"
+            raise TrainingError(f"gen-{ctx.generation:04d} dpo: the sft phase is {status}; run sft first")
         if not tcfg.dpo.enabled:
             return _skip(ctx, {"reason": "training.dpo.enabled = false"})
         data = dpo_set(ctx.store, window(ctx.store, ctx.generation, tcfg.data_window), tcfg.dpo)
@@ -225,9 +225,9 @@ def _train(ctx: PhaseContext, spec: TrainSpec) -> dict[str, Any]:
 
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:
-    keep = ("adapter_path", "adapter_sha256", "steps", "seconds", "peak_rss_mb", "peak_cuda_mb", "train_loss",
-            "final_loss", "n_examples", "device", "bf16", "gradient_checkpointing", "init", "init_state_sha256",
-            "trainable_params")
+    keep = ("adapter_path", "adapter_sha256", "steps", "seconds", "train_seconds", "peak_rss_mb", "peak_cuda_mb",
+            "train_loss", "final_loss", "n_examples", "device", "bf16", "gradient_checkpointing", "init",
+            "init_state_sha256", "trainable_params")
     return {k: result.get(k) for k in keep}
 
 

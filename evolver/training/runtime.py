@@ -6,6 +6,7 @@ Runs only inside the training child (heavy imports at call time), never in the d
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -62,9 +63,10 @@ def load_policy(spec: TrainSpec) -> Policy:
     torch.manual_seed(spec.seed)
     mcfg = ModelConfig(**spec.model)
     device = pick_device(mcfg)
+    load_on = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if device == "cuda" else device  # one GPU per rank
     tok = load_tokenizer(spec.base, mcfg.revision)
     tok.padding_side = "right"  # training pads right; generation (left) is the backends' business
-    base = load_causal_lm(spec.base, mcfg, device)
+    base = load_causal_lm(spec.base, mcfg, load_on)
     n_params = sum(p.numel() for p in base.parameters())
     plan = plan_device(device, mcfg.dtype, n_params)
     if spec.init_adapter is not None:

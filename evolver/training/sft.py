@@ -43,4 +43,5 @@ def train_sft(spec: TrainSpec) -> dict[str, Any]:
     trainer = build_sft_trainer(policy, examples, spec, Path(spec.result).parent / "trainer",
                                 callbacks(spec, curve))
     out = trainer.train()
-    return finish(spec, policy, trainer, curve, started, len(examples), {"train_loss": out.training_loss})
+    return finish(spec, policy, trainer, curve, started, len(examples),
+                  {"train_loss": out.training_loss, "train_seconds": out.metrics["train_runtime"]})
