@@ -97,7 +97,7 @@ def _project_with_generations(root: Path, cli) -> Path:  # noqa: ANN001
                 s.phase_start(g, name)
                 s.phase_finish(g, name)
         s.put_eval_results(2, "arith", "t2", "h", {"acc@t2": (0.6, 100)})
-        s.record_event("promoted", 2, "policy", "acc@t2 +0.05 over gen-0000")
+        s.record_event("promoted", 2, "policy", "acc@t2 [+0.05] over gen-0000")
         s.set_pointer("current", 2)
         s.create_generation(3, 2, "embedded", "h", "{}")
         s.phase_start(3, "generate")
@@ -121,9 +121,9 @@ def test_status_on_a_store_with_generations(tmp_path: Path, cli) -> None:
 
     text = cli("--config", cfg, "status")
     assert text.exit_code == 0, text.stderr
-    assert "current    gen-0002" in text.stdout
-    assert "latest     gen-0003 running, phase sft" in text.stdout
-    assert "decision   promoted gen-0002" in text.stdout
+    assert "current     gen-0002\n" in text.stdout
+    assert "latest      gen-0003 running, phase sft\n" in text.stdout
+    assert "decision    promoted gen-0002: acc@t2 [+0.05] over gen-0000\n" in text.stdout  # brackets kept, no wrap
 
 
 def test_status_finds_evolver_toml_in_the_cwd(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,16 +32,21 @@ def register(app: typer.Typer) -> None:
         if as_json:
             emit_json(info)
             return
-        out = console()
         d = info["daemon"]
-        out.print(f"state      {info['state_dir']}")
-        out.print(f"daemon     {'running (pid %d)' % d['pid'] if d['alive'] else 'not running'}")
-        out.print(f"generations {info['generations']}")
         cur = info["pinned"] if info["pinned"] is not None else info["current"]
-        out.print(f"current    {'none yet' if cur is None else 'gen-%04d' % cur}{' (pinned)' if info['pinned'] is not None else ''}")
+        rows = [
+            ("state", info["state_dir"]),
+            ("daemon", f"running (pid {d['pid']})" if d["alive"] else "not running"),
+            ("generations", str(info["generations"])),
+            ("current", ("none yet" if cur is None else f"gen-{cur:04d}") + (" (pinned)" if info["pinned"] is not None else "")),
+        ]
         if info["latest"]:
             lt = info["latest"]
-            out.print(f"latest     gen-{lt['id']:04d} {lt['status']}" + (f", phase {lt['phase']}" if lt["phase"] else ""))
+            rows.append(("latest", f"gen-{lt['id']:04d} {lt['status']}" + (f", phase {lt['phase']}" if lt["phase"] else "")))
         if info["last_decision"]:
             ld = info["last_decision"]
-            out.print(f"decision   {ld['kind']} gen-{ld['generation']:04d}: {ld['reason']}")
+            gen = "" if ld["generation"] is None else f" gen-{ld['generation']:04d}"
+            rows.append(("decision", f"{ld['kind']}{gen}: {ld['reason']}"))
+        out = console()
+        for label, value in rows:  # reasons may hold [brackets]: print them as text, not rich markup
+            out.print(f"{label:<12}{value}", markup=False, soft_wrap=True)
