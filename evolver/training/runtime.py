@@ -10,7 +10,7 @@ import os
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ class Policy:
     init_state_sha256: str  # tensors_sha256 of the trainable adapter before any step
     n_params: int
     n_trainable: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -118,9 +117,11 @@ def callbacks(spec: TrainSpec, curve: list[dict[str, Any]]) -> list[Any]:
             self.bar.start()
             self.task = self.bar.add_task(f"gen-{spec.generation:04d} {spec.phase}", total=state.max_steps, loss="-")
 
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            loss = curve[-1]["loss"] if curve else None
-            self.bar.update(self.task, completed=state.global_step, loss=f"{loss:.4f}" if loss is not None else "-")
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+            if not logs or "loss" not in logs:
+                return
+            loss = logs["loss"]
+            self.bar.update(self.task, completed=state.global_step, loss=f"{loss:.4f}")
             line = {"phase": spec.phase, "step": state.global_step, "total": state.max_steps, "loss": loss}
             sys.stdout.write(PROGRESS_PREFIX + json.dumps(line) + "\n")
             sys.stdout.flush()
