@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import threading
 from pathlib import Path
@@ -23,11 +24,11 @@ FAST = SandboxLimits(cpu_seconds=1, wall_seconds=4)
 
 
 def leftovers(result: SandboxResult) -> list[int]:
-    """Pids still in the run's process group."""
+    """Live pids still in the run's process group (dead ones wait for init to reap them; that is init's job)."""
     left = []
-    for proc in psutil.process_iter(["pid"]):
+    for proc in psutil.process_iter(["pid", "status"]):
         try:
-            if os.getpgid(proc.pid) == result.pgid:
+            if os.getpgid(proc.pid) == result.pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
                 left.append(proc.pid)
         except (ProcessLookupError, psutil.Error):
             continue
@@ -57,6 +58,17 @@ def test_passing_and_failing_code() -> None:
     assert not exited.passed and exited.reason.startswith("error: exited before the tests finished")
 
 
+def test_results_that_fake_equality_are_refused() -> None:
+    hack = "class Yes:\n    def __eq__(self, other):\n        return True\n\ndef f(x):\n    return Yes()"
+    r = run(hack, ["assert f(1) == 2"])
+    assert not r.passed and "(got a Yes object)" in r.feedback and "defines its own ==" in r.feedback
+    nested = run("class Yes(int):\n    __eq__ = lambda self, other: True\n\ndef f(x):\n    return [Yes(0)]", ["assert f(1) == [2]"])
+    assert not nested.passed
+    plain = run("import collections\ndef f(x):\n    return (collections.Counter('ab'), {1: [2.0]})",
+                ["assert f(1) == (collections.Counter('ab'), {1: [2]})"])
+    assert plain.passed, plain.feedback   # C-level equality (Counter, float) is fine
+
+
 def test_output_tails_and_scrubbed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVOLVER_TEST_SECRET", "hunter2")
     r = run("import os, sys, json\nprint(json.dumps(dict(os.environ)))\nprint('to stderr', file=sys.stderr)")
@@ -75,8 +87,8 @@ def test_temporary_directory_is_private_and_removed() -> None:
 
 
 def test_infinite_loop_is_stopped_by_cpu_limit() -> None:
-    r = run("while True:\n    pass", wall_seconds=8)
-    assert not r.passed and r.reason == "timeout" and "CPU" in r.feedback and r.seconds < 8
+    r = run("while True:\n    pass", wall_seconds=30)  # generous: on busy cores 2 CPU seconds take longer
+    assert not r.passed and r.reason == "timeout" and "CPU seconds" in r.feedback and r.seconds < 30
 
 
 def test_sleeping_code_is_stopped_by_wall_clock() -> None:
@@ -97,11 +109,16 @@ def test_fork_bomb_is_contained() -> None:
 
 
 def test_fork_bomb_without_python_guard_is_held_by_process_limit(layers: tuple[str, ...]) -> None:
+    # As root the limit binds only after the drop to `nobody`, which needs a Python that `nobody`
+    # can read; a system interpreter usually is one when ours lives under /root.
+    python = ""
     if "nproc" not in layers:
-        pytest.skip(f"the process-count limit does not bind here (running as root without a uid drop): {layers}")
+        python = shutil.which("python3", path="/usr/bin:/usr/local/bin") or ""
+        if not python or "nproc" not in run("pass", python=python).isolation:
+            pytest.skip(f"the process-count limit does not bind here: {layers}")
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
-    r = run(code, python_guards=False, wall_seconds=2, cpu_seconds=1)
-    assert not r.passed and r.reason == "timeout"
+    r = run(code, python=python, python_guards=False, wall_seconds=2, cpu_seconds=1)
+    assert not r.passed and r.reason == "timeout" and "nproc" in r.isolation
 
 
 def test_starting_programs_is_refused_by_the_kernel(layers: tuple[str, ...]) -> None:

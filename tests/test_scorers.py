@@ -96,6 +96,29 @@ def test_math_not_equal(pred: str, gold: str) -> None:
     assert not math_equiv(pred, gold)[0]
 
 
+def test_symbolic_check_is_time_limited_on_and_off_the_main_thread() -> None:
+    import threading
+    import time
+
+    from evolver.tasks.math_equiv import _with_timeout
+
+    def slow() -> bool:
+        end = time.monotonic() + 5
+        while time.monotonic() < end:  # pure Python, as sympy is: the alarm can interrupt it
+            pass
+        return True
+
+    start = time.monotonic()
+    assert _with_timeout(slow, 0.2) is False and time.monotonic() - start < 2
+    results: list[bool] = []
+    worker = threading.Thread(target=lambda: results.append(_with_timeout(lambda: time.sleep(5) or True, 0.2)))
+    start = time.monotonic()
+    worker.start()
+    worker.join()
+    assert results == [False] and time.monotonic() - start < 2
+    assert _with_timeout(lambda: True, 1.0) is True
+
+
 def test_hendrycks_rules_and_boxed_parsing() -> None:
     assert hendrycks_equiv("\\left(1,2\\right)", "(1,2)")
     assert not hendrycks_equiv("0.25", "\\frac14")  # the reference's normaliser alone misses this

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from evolver.cli.common import EXIT_USAGE, UsageError, console, emit_json, fail, loaded_config, run_guarded
+from evolver.cli.common import EXIT_USAGE, RuntimeFailure, UsageError, console, emit_json, fail, loaded_config, run_guarded
 
 SHOW_IDS = 10
 
@@ -45,6 +45,7 @@ def score_predictions_file(benchmark: str, predictions: Path, search_dirs: list[
     """Load the suite, read the predictions, score them. Raises UsageError with one line on bad input."""
     from evolver.evaluation.predictions import read_predictions, score_predictions
     from evolver.tasks.rows import DataError
+    from evolver.tasks.sandbox import SandboxError
     from evolver.tasks.suites import SuiteError, find_suite
 
     if not predictions.is_file():
@@ -60,7 +61,10 @@ def score_predictions_file(benchmark: str, predictions: Path, search_dirs: list[
     beyond = {item.id for item in loaded[len(items):]}
     rows, malformed = read_predictions(predictions)
     kept = [r for r in rows if r.id not in beyond]
-    report = score_predictions(task, items, kept, workers=workers, malformed=malformed)
+    try:
+        report = score_predictions(task, items, kept, workers=workers, malformed=malformed)
+    except SandboxError as err:
+        raise RuntimeFailure(str(err)) from None
     return EvalOutcome(suite.name, suite.manifest.format or suite.manifest.task or "", str(suite.path), str(predictions),
                        use_split, len(rows) - len(kept), report)
 

@@ -1,14 +1,14 @@
 """The sandboxed process: lock itself down, then run model-written code and its tests.
 
-Started by `evolver.tasks.sandbox` as `python -I _sandbox_child.py RESULT_FD` with the job as JSON
-on stdin. It reports on RESULT_FD, one JSON object per line: first the isolation it achieved
+Started by `evolver.tasks.sandbox` as `python -I _sandbox_child.py REPORT_FD JOB_FD`, the job
+being JSON on JOB_FD. It reports on REPORT_FD, one JSON object per line: first the isolation it achieved
 ("ready"), then the outcome ("done"). Standard library only; everything it needs is imported
 before the lock-down, because afterwards the process may not be able to load code.
 
 Layers, each applied when this kernel and these privileges allow it (the "ready" line says which):
 - `netns`: a fresh, empty network namespace (no interfaces up), so no connection leaves.
-- `uid:N`: when started as root, drop to an unprivileged uid so rlimits on processes hold and
-  file permissions apply.
+- `uid:N`: when started as root, drop to an unprivileged uid (if it can still read this Python)
+  so the process-count limit holds and file permissions apply.
 - `landlock-fs`: the kernel refuses writes outside the sandbox directory and the execution of
   any program; `landlock-tcp`: TCP bind/connect (ABI >= 4); signals to processes outside the
   sandbox are refused too (ABI >= 6).
@@ -26,8 +26,11 @@ import ctypes
 import json
 import os
 import resource
+import stat
 import sys
+import sysconfig
 import traceback
+import types
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -72,8 +75,24 @@ def _unshare_network(libc: ctypes.CDLL) -> str | None:
     return None
 
 
+def _readable_by_others() -> bool:
+    """True when this interpreter's library folders can be read without our uid (not under /root, say)."""
+    for leaf in filter(None, {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}):
+        if not os.path.isdir(leaf) or not os.stat(leaf).st_mode & stat.S_IROTH:
+            return False
+        path = os.path.abspath(leaf)
+        while True:
+            if not os.stat(path).st_mode & stat.S_IXOTH:
+                return False
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+    return True
+
+
 def _drop_root(uid: int, gid: int) -> str | None:
-    if os.geteuid() != 0 or uid < 0:
+    if os.geteuid() != 0 or uid < 0 or not _readable_by_others():
         return None
     try:
         os.setgroups([])
@@ -228,16 +247,55 @@ def _error(exc: BaseException, where: str) -> dict:
     return {"status": "error", "type": type(exc).__name__, "message": _short(message), "line": line, "where": where}
 
 
-def _actual(test: str, env: dict) -> str:
-    """For `assert lhs == rhs`, the value the solution produced; '' when it cannot be told."""
-    try:
-        node = ast.parse(test).body[0]
-        if isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1:
-            value = eval(compile(ast.Expression(node.test.left), "<test>", "eval"), env)  # noqa: S307
-            return _short(repr(value), 200)
-    except BaseException:  # noqa: BLE001 - the failure itself was already recorded
-        pass
-    return ""
+_PLAIN_CONTAINERS = (list, tuple, set, frozenset, dict)
+
+
+def _custom_eq(value: object, budget: list[int] | None = None) -> str | None:
+    """Name of a type inside `value` whose `==` is Python code, or None.
+
+    `assert f(x) == 42` proves nothing when f returns an object whose __eq__ always says yes; gold
+    values in tests are plain data, so a result that defines its own equality is refused.
+    """
+    budget = budget if budget is not None else [10_000]
+    budget[0] -= 1
+    if budget[0] < 0:
+        return None
+    kind = type(value)
+    if kind in _PLAIN_CONTAINERS:
+        children = [*value.keys(), *value.values()] if kind is dict else value  # type: ignore[attr-defined]
+        for child in children:  # type: ignore[union-attr]
+            found = _custom_eq(child, budget)
+            if found:
+                return found
+        return None
+    for klass in kind.__mro__:
+        if "__eq__" in klass.__dict__:
+            return kind.__name__ if isinstance(klass.__dict__["__eq__"], types.FunctionType) else None
+    return None
+
+
+def _run_test(test: str, env: dict) -> dict | None:
+    """None when the test passes, else the failure as data. `assert a == b` is checked part by part,
+    so the failure can say what the code returned."""
+    tree = ast.parse(test)
+    node = tree.body[0] if len(tree.body) == 1 else None
+    if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1
+            and isinstance(node.test.ops[0], ast.Eq)):
+        try:
+            exec(compile(tree, "<test>", "exec"), env)  # noqa: S102
+        except AssertionError as exc:
+            return {"status": "assert", "test": test, "message": _short(str(exc)), "got": ""}
+        return None
+    got = eval(compile(ast.Expression(node.test.left), "<test>", "eval"), env)  # noqa: S307
+    want = eval(compile(ast.Expression(node.test.comparators[0]), "<test>", "eval"), env)  # noqa: S307
+    odd = _custom_eq(got) if _custom_eq(want) is None else None
+    if odd:
+        return {"status": "assert", "test": test, "got": f"a {odd} object",
+                "message": "its type defines its own ==; the test expects a plain value"}
+    if got == want:
+        return None
+    message = eval(compile(ast.Expression(node.msg), "<test>", "eval"), env) if node.msg else ""  # noqa: S307
+    return {"status": "assert", "test": test, "message": _short(str(message)), "got": _short(repr(got), 200)}
 
 
 def run(job: dict) -> dict:
@@ -253,25 +311,23 @@ def run(job: dict) -> dict:
     first: dict | None = None
     for i, test in enumerate(job["tests"]):
         try:
-            exec(compile(test, "<test>", "exec"), env)  # noqa: S102
-            passed += 1
-        except AssertionError as exc:
-            if first is None:
-                first = {"status": "assert", "test": test, "message": _short(str(exc)), "got": _actual(test, env)}
+            failure = _run_test(test, env)
         except BaseException as exc:  # noqa: BLE001
-            if first is None:
-                first = {**_error(exc, f"in test {i + 1}"), "test": test}
-            if isinstance(exc, MemoryError):
-                break
+            failure = {**_error(exc, f"in test {i + 1}"), "test": test}
+        if failure is None:
+            passed += 1
+            continue
+        first = first or failure
+        if failure["status"] == "memory":
+            break
     return {**(first or {"status": "ok"}), "passed": passed, "total": total}
 
 
 def main() -> None:
     report = os.fdopen(int(sys.argv[1]), "w", buffering=1)
-    job = json.loads(sys.stdin.read())
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+    with os.fdopen(int(sys.argv[2]), "r", encoding="utf-8") as f:
+        job = json.loads(f.read())
+    del sys.argv[1:]
     layers, network = lock_down(job)
     report.write(json.dumps({"phase": "ready", "layers": layers, "network": network}) + "\n")
     try:

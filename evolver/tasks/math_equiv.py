@@ -270,6 +270,7 @@ def symbolic_equiv(pred: str, gold: str, timeout_s: float = 2.0) -> bool:
     ob, pb, cb = _split_top(eb)
     if (oa, ca) != (ob, cb) or len(pa) != len(pb) or not all(pa) or not all(pb):
         return False
+    import sympy.parsing.sympy_parser  # noqa: F401 - the first import takes about a second: not on the clock
     return bool(_with_timeout(lambda: all(_sympy_equal(x, y) for x, y in zip(pa, pb)), timeout_s))
 
 

@@ -5,8 +5,8 @@ process group, in a fresh temporary directory (removed afterwards), with a scrub
 and stdin at /dev/null. Before any model code runs it:
 - moves into a new network namespace when the kernel lets it (`network == "netns"`), otherwise
   blocks sockets by patching `socket` and refusing socket audit events (`"socket-patch"`);
-- drops root to `nobody` when started as root and `nobody` can read the Python installation,
-  so the process-count limit holds (root is exempt from it);
+- drops root to `nobody` when started as root and `nobody` can read the Python installation
+  (not one under /root, say), so the process-count limit holds (root is exempt from it);
 - applies Landlock (when the kernel has it) so writes outside the sandbox directory fail;
 - sets rlimits: CPU seconds, address space, file size, process count, no core files;
 - installs an audit hook refusing fork/exec/spawn, ctypes, and (without the kernel layers)
@@ -21,10 +21,8 @@ import json
 import os
 import pwd
 import signal
-import stat
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -48,6 +46,7 @@ class SandboxLimits:
     memory_mb: int = 1024
     file_mb: int = 16
     max_processes: int = 8
+    python: str = ""  # interpreter for the code; "" = this one (sys.executable)
     netns: bool = True
     landlock: bool = True
     python_guards: bool = True
@@ -95,8 +94,9 @@ def run_tests(code: str, tests: list[str] | tuple[str, ...] = (), setup: str = "
 
 
 def _unprivileged_ids() -> tuple[int, int]:
-    """(uid, gid) to drop to when running as root and `nobody` could still import Python, else (-1, -1)."""
-    if os.geteuid() != 0 or not _python_readable_by_others():
+    """(uid, gid) the child drops to when we are root, else (-1, -1). The child drops only if that
+    uid can still read its Python installation (not, say, one under /root)."""
+    if os.geteuid() != 0:
         return -1, -1
     try:
         entry = pwd.getpwnam("nobody")
@@ -105,53 +105,38 @@ def _unprivileged_ids() -> tuple[int, int]:
         return 65534, 65534
 
 
-def _python_readable_by_others() -> bool:
-    """True when the standard library and site-packages are readable without our uid (e.g. not under /root)."""
-    paths = {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    for leaf in filter(None, paths):
-        p = Path(leaf)
-        if not p.is_dir() or not os.stat(p).st_mode & stat.S_IROTH:
-            return False
-        for d in (p, *p.parents):
-            if not os.stat(d).st_mode & stat.S_IXOTH:
-                return False
-    return True
-
-
 def _environment(work: Path) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
 
 def _run(job: dict, base: Path, work: Path, limits: SandboxLimits) -> SandboxResult:
-    out_path, err_path, report_path = base / "stdout", base / "stderr", base / "report"
+    out_path, err_path, report_path, job_path = base / "stdout", base / "stderr", base / "report", base / "job"
+    job_path.write_text(json.dumps(job), encoding="utf-8")
+    job_path.chmod(0o600)
     report_fd = os.open(report_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    job_fd = os.open(job_path, os.O_RDONLY)
     start = time.monotonic()
-    timed_out = False
     try:
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-I", str(_CHILD), str(report_fd)],
-                stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=work, env=_environment(work),
-                pass_fds=(report_fd,), start_new_session=True, close_fds=True,
+                [limits.python or sys.executable, "-I", str(_CHILD), str(report_fd), str(job_fd)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=work, env=_environment(work),
+                pass_fds=(report_fd, job_fd), start_new_session=True, close_fds=True,
             )
     finally:
         os.close(report_fd)
+        os.close(job_fd)
     try:
-        try:
-            proc.communicate(json.dumps(job).encode(), timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        timed_out = not _exited(proc.pid, start + limits.wall_seconds)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
+        # The leader is not reaped yet (exited or not), so its pid still names the group: no
+        # unrelated process can have taken that number when we kill the group.
         kill_group(proc.pid)
+        proc.wait()
     seconds = time.monotonic() - start
-    lines = [json.loads(x) for x in report_path.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()]
+    lines = _report_lines(report_path)
     ready = next((x for x in lines if x.get("phase") == "ready"), None)
-    done = next((x for x in lines if x.get("phase") == "done"), None)
+    done = next((x for x in reversed(lines) if x.get("phase") == "done"), None)
     if ready is None and not timed_out:
         last = (_tail(err_path).strip().splitlines() or ["no output"])[-1]
         raise SandboxError(f"the sandbox process failed before running any code (exit {proc.returncode}): {last}")
@@ -205,6 +190,19 @@ def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _report_lines(path: Path) -> list[dict]:
+    """The child's JSON lines; anything else written there (the code can reach the fd) is ignored."""
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
 def _tail(path: Path) -> str:
     try:
         with open(path, "rb") as f:
@@ -216,19 +214,46 @@ def _tail(path: Path) -> str:
         return ""
 
 
-def kill_group(pgid: int, patience_s: float = 2.0) -> None:
-    """SIGKILL every process left in the group until none is (or `patience_s` has passed).
+def _exited(pid: int, deadline: float) -> bool:
+    """Wait for `pid` to exit without reaping it; False when `deadline` (monotonic) comes first."""
+    pause = 0.001
+    while True:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        now = time.monotonic()
+        if now >= deadline:
+            return False
+        time.sleep(min(pause, deadline - now))
+        pause = min(pause * 2, 0.02)
 
-    Call it after reaping the group leader: its zombie would otherwise keep the group alive.
+
+def _members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in the group, from /proc."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            found.append(int(entry.name))
+    return found
+
+
+def kill_group(pgid: int, patience_s: float = 2.0) -> None:
+    """SIGKILL the group until no live process is left in it (or `patience_s` has passed).
+
+    Call it before reaping the group's leader, so that the group id cannot be reused meanwhile.
     """
     deadline = time.monotonic() + patience_s
     while True:
         try:
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             return
-        except PermissionError:
-            return  # the group now belongs to someone else: nothing of ours is left in it
-        if time.monotonic() > deadline:
+        if not _members(pgid) or time.monotonic() > deadline:
             return
         time.sleep(0.005)
