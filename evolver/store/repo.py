@@ -56,6 +56,7 @@ def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA cache_size=-65536")  # 64 MiB (default 2): keeps index pages hot during bulk inserts
     cur.close()
 
 
