@@ -156,7 +156,11 @@ def _set_rlimits(job: dict) -> None:
         _, old_hard = resource.getrlimit(which)
         if old_hard != resource.RLIM_INFINITY:
             soft, hard = min(soft, old_hard), min(hard, old_hard)
-        resource.setrlimit(which, (soft, hard))
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):
+            if which != resource.RLIMIT_AS:  # macOS refuses address-space limits; the rest must hold
+                raise
 
 
 def _install_guard(workdir: str, guard_writes: bool, guard_sockets: bool) -> None:
@@ -202,15 +206,16 @@ def _install_guard(workdir: str, guard_writes: bool, guard_sockets: bool) -> Non
 
 
 def lock_down(job: dict) -> tuple[list[str], str]:
+    linux = sys.platform.startswith("linux")  # namespaces and Landlock are Linux system calls
     libc = ctypes.CDLL(None, use_errno=True)
     layers = ["process"]
-    net = _unshare_network(libc) if job["netns"] else None
+    net = _unshare_network(libc) if job["netns"] and linux else None
     if net:
         layers.append(net)
     dropped = _drop_root(job["uid"], job["gid"])
     if dropped:
         layers.append(dropped)
-    fs_locked, tcp_locked = _landlock(libc, job["workdir"]) if job["landlock"] else (False, False)
+    fs_locked, tcp_locked = _landlock(libc, job["workdir"]) if job["landlock"] and linux else (False, False)
     if fs_locked:
         layers.append("landlock-fs")
     if tcp_locked:

@@ -230,6 +230,8 @@ def _exited(pid: int, deadline: float) -> bool:
 def _members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in the group, from /proc."""
     found = []
+    if not os.path.isdir("/proc"):
+        return found  # no /proc (macOS): the killpg above is all we can do
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
