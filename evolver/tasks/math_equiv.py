@@ -261,7 +261,7 @@ def _sympy_equal(a: str, b: str) -> bool:
     return sympy.simplify(diff) == 0
 
 
-def symbolic_equiv(pred: str, gold: str, timeout_s: float = 2.0) -> bool:
+def symbolic_equiv(pred: str, gold: str, timeout_s: float = 5.0) -> bool:
     """Both answers denote the same value(s): tuples and intervals compare part by part, brackets alike."""
     ea, eb = latex_to_expr(pred), latex_to_expr(gold)
     if ea is None or eb is None:
@@ -312,7 +312,7 @@ def _with_timeout(fn, timeout_s: float) -> bool:  # noqa: ANN001
     return bool(box and box[0])
 
 
-def math_equiv(pred: str | None, gold: str, timeout_s: float = 2.0) -> tuple[bool, str]:
+def math_equiv(pred: str | None, gold: str, timeout_s: float = 5.0) -> tuple[bool, str]:
     """(equal, how): how is 'hendrycks', 'cleaned', 'symbolic' or '' when not equal."""
     if pred is None:
         return False, ""

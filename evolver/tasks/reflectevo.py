@@ -77,7 +77,7 @@ class MathTask:
     source: RowSource
     name: str = "math"
     cap: int | None = None
-    sympy_timeout_s: float = 2.0
+    sympy_timeout_s: float = 5.0
     answer_format: str = ("Solve the problem. Reason step by step, then give the final answer as Finish<<<X>>>, "
                           "where X is the answer in LaTeX (no \\boxed).")
 
