@@ -15,9 +15,9 @@ def make_backend(cfg: LoadedConfig) -> Backend:
 
         return TransformersBackend(base, c.model, batch_size=c.generation.batch_size)
     if c.generation.backend == "vllm":
-        from evolver.backends.vllm_backend import VLLMBackend  # type: ignore[import-not-found]
+        from evolver.backends.vllm_backend import VLLMBackend
 
-        return VLLMBackend(base, c.model, c.generation.vllm)
-    from evolver.backends.openai_backend import OpenAIBackend  # type: ignore[import-not-found]
+        return VLLMBackend(base, c.model, c.generation.vllm, seed=c.seed)
+    from evolver.backends.openai_backend import OpenAIBackend
 
-    return OpenAIBackend(base, c.generation.openai)
+    return OpenAIBackend(base, c.generation.openai, c.model)

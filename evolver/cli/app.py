@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "run_cmd",
     "data_cmd",
     "eval_cmd",
+    "serve_cmd",
 )
 
 

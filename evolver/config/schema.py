@@ -45,6 +45,7 @@ class OpenAIBackendConfig(_Section):
     concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight at once.")
     timeout_s: float = Field(120.0, gt=0, description="Per-request timeout in seconds.")
     retries: int = Field(4, ge=0, le=50, description="Retries on 429/5xx/connection errors, with backoff.")
+    load_lora: bool = Field(False, description="Load each generation's adapter through /v1/load_lora_adapter (vLLM servers).")
 
 
 class VLLMBackendConfig(_Section):
