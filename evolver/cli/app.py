@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "data_cmd",
     "eval_cmd",
     "serve_cmd",
+    "view_cmd",
 )
 
 
@@ -49,3 +50,7 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -102,12 +102,14 @@ def _run_phase(ctx: PhaseContext, name: str, backends: BackendHolder, retries: i
     log = get_logger(generation=gen, phase=name)
     fn = _phase_fn(name, backends)
     while True:
+        ctx.phase, ctx.safe_points = name, 0
         ctx.check_stop()
         own = name not in SELF_RECORDING
         attempt = store.phase_start(gen, name) if own else (getattr(store.phase(gen, name), "attempts", 0) + 1)
         t0 = time.time()
         log.info("phase.start", attempt=attempt)
         try:
+            ctx.check_stop()  # a safe point inside the phase, after it is marked running
             detail = fn(ctx) or {}
         except Stopped:
             log.info("phase.stopped")

@@ -44,7 +44,8 @@ class Daemon:
         self.result = RunResult()
         self.log = get_logger()
         self._signals = 0
-        self._busy = threading.Lock()  # one job at a time touches the model and the store's writer side
+        self._busy = threading.Lock()
+        self._sched: Any = None  # one job at a time touches the model and the store's writer side
 
     # -- signals -----------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -71,10 +72,14 @@ class Daemon:
             except Exception as err:  # logged, never swallowed silently; the next cycle tries again
                 self.log.exception("cycle.failed", error=str(err))
                 time.sleep(self.cfg.config.daemon.backoff_seconds)
+                if self.cfg.config.daemon.schedule == "continuous" and self._sched is not None:
+                    self._sched.modify_job("cycle", next_run_time=_now())
                 return
             self.result.generations.append(gen)
             if self.max_generations is not None and len(self.result.generations) >= self.max_generations:
                 self.done.set()
+            elif self.cfg.config.daemon.schedule == "continuous" and self._sched is not None:
+                self._sched.modify_job("cycle", next_run_time=_now())  # back to back, never stacked
 
     def reevaluate(self, store: Store) -> None:
         """Re-evaluate the current generation; roll back if it fell below its promotion-time score."""
@@ -129,7 +134,7 @@ class Daemon:
 
         d = self.cfg.config.daemon
         if d.schedule == "continuous":
-            return IntervalTrigger(seconds=1)
+            return IntervalTrigger(days=3650)  # each cycle re-arms the next one when it ends
         if d.schedule == "interval":
             return IntervalTrigger(minutes=d.interval_minutes)
         return CronTrigger.from_crontab(d.cron)
@@ -151,6 +156,7 @@ class Daemon:
             sched.add_job(self.reevaluate, "interval", hours=d.reeval_hours, args=[store], id="reeval")
             sched.add_job(self.prune, "interval", hours=1, args=[store], id="prune")
             sched.add_job(self.backup, "interval", hours=d.backup_hours, args=[store], id="backup")
+            self._sched = sched
             sched.start()
             while not self.done.is_set():
                 if self.stop.wait(0.2):

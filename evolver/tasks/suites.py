@@ -121,7 +121,7 @@ class Suite:
                 task = _task_class(m.task or "evolver.world.task:ArithTask")(**kwargs)  # imported only when asked for
             except TypeError as err:
                 raise SuiteError(f"{self.path}: options: not accepted by {m.task or 'arith'} ({err})") from None
-            return task if m.limit is None else _Capped(task, m.limit)
+            return task if m.limit is None else _Capped(task, m.limit, m.split)
         from evolver.tasks.gsm8k import GSM8KTask
         from evolver.tasks.reflectevo import BigBenchTask, LogiQATask, MathTask, MBPPTask
 
@@ -144,10 +144,14 @@ def _task_class(spec: str) -> Any:
 
 @dataclass
 class _Capped:
-    """A task whose load() never returns more than `cap` items (for tasks that take no cap themselves)."""
+    """A task whose evaluated split never returns more than `cap` items (for tasks that take no cap themselves).
+
+    Other splits (a generated task's training pool) are not capped: the manifest's limit is about evaluation.
+    """
 
     inner: Task
     cap: int
+    split: str = "test"
 
     @property
     def name(self) -> str:
@@ -158,6 +162,8 @@ class _Capped:
         return self.inner.answer_format
 
     def load(self, split: str = "test", limit: int | None = None) -> list:
+        if split != self.split:
+            return self.inner.load(split, limit)
         return self.inner.load(split, self.cap if limit is None else min(limit, self.cap))
 
     def score(self, item, output):  # noqa: ANN001, ANN201

@@ -1,0 +1,187 @@
+"""The daemon end to end on a tiny real model: crash anywhere and resume to the same store,
+one writer only, readers while it writes, clean stop on SIGTERM.
+
+These run `evolver run` as a real subprocess, so SIGKILL is a real SIGKILL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from evolver.daemon.cycle import PHASES
+from evolver.store import Store
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+[model]
+base = "model"
+threads = 1
+[generation]
+batch_size = 16
+[generation.trial]
+temperature = 1.0
+max_new_tokens = 10
+[generation.reflection]
+max_new_tokens = 10
+[reflection]
+task = "hashy"
+pool_size = 16
+k = 2
+[training.sft]
+epochs = 1
+batch_size = 8
+min_samples = 2
+[training.dpo]
+batch_size = 4
+min_pairs = 2
+[evaluation]
+benchmarks = ["hashy"]
+[daemon]
+retries = 0
+backoff_seconds = 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
+    """A working dir: tiny model, a test suite whose verifier needs no competent model, the default policy."""
+    from evolver.testing.tiny import build_tiny_model
+
+    d = tmp_path_factory.mktemp("world")
+    build_tiny_model(d / "model")
+    (d / "evals" / "hashy").mkdir(parents=True)
+    (d / "evals" / "hashy" / "manifest.toml").write_text(
+        'name = "hashy"\ntask = "evolver.testing.tasks:HashTask"\nseed = 0\nlimit = 16\n')
+    shutil.copytree(repo_root / "policies", d / "policies")
+    (d / "evolver.toml").write_text(CONFIG)
+    return d
+
+
+def _copy(world: Path, dest: Path) -> Path:
+    shutil.copytree(world, dest)
+    return dest
+
+
+def _evolver(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evolver.cli.app", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def _start(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "evolver.cli.app", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def _snapshot(db: Path) -> dict:
+    """Every row by its natural key (ids are not compared: only what they point to)."""
+    with Store.open(db) as s:
+        assert s.integrity_ok()
+        q = {r[0]: r[1] for r in s._all("SELECT id, source || ':' || external_id FROM questions")}
+        att = s._all("SELECT id, generation_id, purpose, question_id, trial, branch, prompt, output, correct FROM attempts")
+        akey = {a[0]: (a[1], a[2], q[a[3]], a[4], a[5]) for a in att}
+        return {
+            "attempts": sorted((akey[a[0]], a[6], a[7], a[8]) for a in att),
+            "reflections": sorted((r[0], r[1], akey[r[2]], r[3], r[4], r[5], r[6], r[7]) for r in s._all(
+                "SELECT generation_id, purpose, attempt_id, branch, instruction_id, prompt, text, success FROM reflections")),
+            "datasets": sorted(s._all("SELECT generation_id, kind, source, content_hash, n_rows FROM datasets")),
+            "evals": sorted(s._all("SELECT generation_id, benchmark, protocol, metric, value, n FROM eval_results")),
+            # adapter_config.json names the base model by absolute path, which differs between the two
+            # directories: compare the weights themselves.
+            "generations": sorted((i, p, st, _weights_hash(a)) for i, p, st, a in s._all(
+                "SELECT id, parent_id, status, adapter_path FROM generations")),
+            "phases": sorted(s._all("SELECT generation_id, name, status FROM phases")),
+            "events": sorted(s._all("SELECT generation_id, kind FROM events")),
+        }
+
+
+def _weights_hash(adapter_path: str | None) -> str | None:
+    if not adapter_path:
+        return None
+    return hashlib.sha256((Path(adapter_path) / "adapter_model.safetensors").read_bytes()).hexdigest()
+
+
+def _kill_when_training(proc: subprocess.Popen, db: Path, phase: str, timeout: float = 300) -> None:
+    """SIGKILL the daemon while its training child runs `phase` (the realistic OOM/power-cut case)."""
+    end = time.time() + timeout
+    while time.time() < end and proc.poll() is None:
+        if db.exists():
+            with Store.open(db) as s:
+                ph = s.phase(1, phase)
+            if ph is not None and ph.status == "running" and psutil.Process(proc.pid).children(recursive=True):
+                time.sleep(1.0)
+                proc.kill()
+                proc.wait()
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"never saw {phase} running (rc={proc.poll()}, stderr={proc.stderr.read() if proc.stderr else ''})")
+
+
+def test_sigkill_in_every_phase_resumes_to_the_same_store(world: Path, tmp_path: Path) -> None:
+    ref = _copy(world, tmp_path / "ref")
+    r = _evolver(ref, "run", "--generations", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+
+    cut = _copy(world, tmp_path / "cut")
+    db = cut / "state" / "evolver.db"
+    crash_points = {"generate": "generate:4", "harvest": "harvest:2", "evaluate": "evaluate:4", "decide": "decide:2"}
+    for phase in PHASES:
+        if phase in crash_points:
+            r = _evolver(cut, "run", "--generations", "1", env={"EVOLVER_CRASH_AT": crash_points[phase]})
+            assert r.returncode == -signal.SIGKILL, (phase, r.returncode, r.stderr[-2000:])
+        else:
+            proc = _start(cut, "run", "--generations", "1")
+            _kill_when_training(proc, db, phase)
+        with Store.open(db) as s:
+            ph = s.phase(1, phase)
+            assert ph is not None and ph.status == "running", f"{phase} should have been killed mid-way"
+    r = _evolver(cut, "run", "--generations", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    got, want = _snapshot(db), _snapshot(ref / "state" / "evolver.db")
+    for table in want:
+        assert got[table] == want[table], table
+
+
+def test_single_writer_readers_and_clean_stop(world: Path, tmp_path: Path) -> None:
+    d = _copy(world, tmp_path / "w")
+    proc = _start(d, "run")
+    lock = d / "state" / "daemon.lock"
+    end = time.time() + 120
+    while not (lock.exists() and (d / "state" / "evolver.db").exists()) and time.time() < end:
+        time.sleep(0.2)
+    second = _evolver(d, "run", "--generations", "1")
+    assert second.returncode == 1
+    assert f"already running (pid {proc.pid})" in second.stderr
+    for _ in range(5):  # readers while the daemon writes: no "database is locked"
+        st = _evolver(d, "status", "--json")
+        assert st.returncode == 0, st.stderr
+        assert json.loads(st.stdout)["daemon"]["pid"] == proc.pid
+        time.sleep(0.5)
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert time.time() - t0 < 35
+    assert not lock.exists()
+    # killed hard, the lock goes stale; the next daemon recovers it
+    proc = _start(d, "run")
+    while not lock.exists() and time.time() < end + 60:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert lock.exists()
+    r = _evolver(d, "run", "--generations", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    with Store.open(d / "state" / "evolver.db") as s:
+        assert s.integrity_ok()
+        assert [g.status for g in s.generations()][-1] in ("promoted", "rejected")
