@@ -75,7 +75,12 @@ if stamp_ok "$DEV"; then
   exit 0
 fi
 
-PIP=("$VPY" -m pip --disable-pip-version-check)
+# pip, minus the warning this machine's pip config prints for each package its local index lacks.
+pip_install() {
+  "$VPY" -m pip --disable-pip-version-check install -q "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+  return "${PIPESTATUS[0]}"
+}
 
 # -- 3. torch ----------------------------------------------------------------------------------------
 torch_version() { "$VPY" -c 'import torch; print(torch.__version__)' 2>/dev/null || true; }
@@ -86,7 +91,7 @@ elif [ "${have%%+*}" = "$TORCH_VERSION" ]; then
   say "torch $have already installed"
 else
   say "installing torch==$TORCH_VERSION"
-  "${PIP[@]}" install -q "torch==$TORCH_VERSION"
+  pip_install "torch==$TORCH_VERSION"
   have="$(torch_version)"
 fi
 [ -n "$have" ] || { say "torch did not install"; exit 1; }
@@ -97,7 +102,7 @@ echo "torch==$have" > "$CONSTRAINTS"
 TARGET="."
 [ "$DEV" = 1 ] && TARGET=".[dev]"
 say "installing evolver${TARGET#.} (editable; torch pinned to $have)"
-"${PIP[@]}" install -q -c "$CONSTRAINTS" -e "$TARGET"
+pip_install -c "$CONSTRAINTS" -e "$TARGET"
 
 after="$(torch_version)"
 [ "$after" = "$have" ] || { say "torch changed from $have to $after: refusing"; exit 1; }
