@@ -1,0 +1,178 @@
+"""`evolver lineage|show|watch|tui|plot`: read-only faces over the store (the TUI's pin/unpin/rollback aside).
+
+Everything heavy (textual, matplotlib) is imported inside the command bodies, so `evolver --help`
+stays instant. Data comes from evolver.tui.data, rendering from evolver.tui.views.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from evolver.cli.common import (
+    RuntimeFailure,
+    UsageError,
+    console,
+    emit_json,
+    loaded_config,
+    open_store,
+    run_guarded,
+)
+
+
+def _lineage(ctx: typer.Context, benchmark: str | None) -> Any:
+    """The whole lineage (an empty one when there is no store yet); an unknown --benchmark is a usage error."""
+    from evolver.tui.data import Lineage, load_lineage
+
+    cfg = loaded_config(ctx)
+    store = open_store(cfg, create=False)
+    if store is None:
+        return Lineage({}, None, None, None, time.time())
+    try:
+        lin = load_lineage(store)
+    finally:
+        store.close()
+    check_benchmark(lin, benchmark)
+    return lin
+
+
+def check_benchmark(lin: Any, benchmark: str | None) -> None:
+    known = lin.benchmarks
+    if benchmark is not None and known and benchmark not in known:
+        raise UsageError(f"--benchmark {benchmark}: no evaluation results for it (known: {', '.join(known)})")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("lineage")
+    def lineage(
+        ctx: typer.Context,
+        as_json: bool = typer.Option(False, "--json", help="Print JSON (every generation)."),
+        benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Only this benchmark's numbers."),
+        show_all: bool = typer.Option(False, "--all", help="Every generation, not only the newest."),
+        last: int = typer.Option(50, "--last", min=1, help="Show the newest N generations (and what leads to them)."),
+    ) -> None:
+        """The generations as a tree: status, acc@t1/acc@t2 with deltas and p-values, D+/D±, training time, reason.
+
+        The main line (each promoted generation's continuing child) stays at one level; rejected or
+        failed candidates and side branches are indented under their parent. Unless --all, only the
+        newest --last generations are drawn, with the current one and the rows leading to them; the
+        rest are folded into "⋯ N generations not shown" lines. --json always lists every generation.
+        """
+        from evolver.tui.views import lineage_json, lineage_view
+
+        lin = run_guarded(_lineage, ctx, benchmark, as_json=as_json)
+        if as_json:
+            emit_json(lineage_json(lin, benchmark))
+            return
+        console().print(lineage_view(lin, benchmark, None if show_all else last))
+
+    @app.command("show")
+    def show(
+        ctx: typer.Context,
+        gen: int = typer.Argument(..., min=0, help="Generation id."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Only this benchmark's numbers."),
+        samples: int = typer.Option(3, "--samples", min=0, help="Reflection pairs to show (fixed vs not)."),
+    ) -> None:
+        """One generation in full: config changes, datasets, training, evaluation, decision, reflections."""
+        from evolver.tui.data import GenerationNotFound, load_detail
+        from evolver.tui.views import generation_json, generation_view
+
+        def body() -> Any:
+            cfg = loaded_config(ctx)
+            store = open_store(cfg, create=False)
+            if store is None:
+                raise RuntimeFailure(f"{cfg.state_dir / 'evolver.db'}: no store yet (run `evolver run` first)")
+            try:
+                detail = load_detail(store, gen, samples)
+            except GenerationNotFound as err:
+                raise RuntimeFailure(str(err)) from None
+            finally:
+                store.close()
+            check_benchmark(detail.lineage, benchmark)
+            return detail
+
+        detail = run_guarded(body, as_json=as_json)
+        if as_json:
+            emit_json(generation_json(detail, benchmark))
+            return
+        console().print(generation_view(detail, benchmark))
+
+    @app.command("watch")
+    def watch(
+        ctx: typer.Context,
+        once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
+        interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between polls."),
+    ) -> None:
+        """A live dashboard while the daemon runs: generation, phase, progress, throughput, recent events."""
+        from evolver.daemon.lock import holder
+        from evolver.tui.data import load_watch
+        from evolver.tui.views import watch_view
+
+        cfg = run_guarded(loaded_config, ctx)
+
+        def frame() -> Any:
+            store = open_store(cfg, create=False)  # re-checked each poll: the daemon may create it meanwhile
+            try:
+                return watch_view(load_watch(store, holder(cfg.state_dir)))
+            finally:
+                if store is not None:
+                    store.close()
+
+        out = console()
+        if once:
+            out.print(run_guarded(frame))
+            return
+        from rich.live import Live
+
+        try:
+            with Live(run_guarded(frame), console=out, refresh_per_second=4, screen=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(run_guarded(frame))
+        except KeyboardInterrupt:
+            pass
+
+    @app.command("tui")
+    def tui(
+        ctx: typer.Context,
+        refresh: float = typer.Option(2.0, "--refresh", min=0.0, help="Seconds between store polls (0: off)."),
+        benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Benchmark for the tree's acc@t2."),
+    ) -> None:
+        """Interactive lineage: arrows to move, p pin, u unpin, r rollback (each confirmed), a all, q quit."""
+
+        def body() -> Path:
+            cfg = loaded_config(ctx)
+            db = cfg.state_dir / "evolver.db"
+            if not db.exists():
+                raise RuntimeFailure(f"{db}: no store yet (run `evolver run` first)")
+            return db
+
+        db = run_guarded(body)
+        from evolver.tui.app import EvolverApp
+
+        EvolverApp(db, refresh_seconds=refresh, benchmark=benchmark).run()
+
+    @app.command("plot")
+    def plot(
+        ctx: typer.Context,
+        out: Path | None = typer.Option(None, "--out", "-o", help="PNG file (default: STATE/plots/accuracy.png)."),
+        benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Only this benchmark."),
+    ) -> None:
+        """acc@t1 and acc@t2 across generations, promotions marked, as a PNG."""
+
+        def body() -> Path:
+            from evolver.tui.plot import plot_accuracy
+
+            cfg = loaded_config(ctx)
+            lin = _lineage(ctx, benchmark)
+            if not lin.generations:
+                raise RuntimeFailure(f"{cfg.state_dir / 'evolver.db'}: no generations to plot yet")
+            target = out if out is not None else cfg.state_dir / "plots" / "accuracy.png"
+            return plot_accuracy(lin, target, benchmark)
+
+        path = run_guarded(body)
+        typer.echo(f"wrote {path}")
