@@ -221,7 +221,8 @@ class _Loop:
                     self.stats.tokens_out += o.tokens_out
                 self.store.insert_attempts(rows)
                 self.stats.generated["retries"] += len(rows)
-                have = self._attempts()
+                have.update(self.store.attempt_keys(self.gen, self.spec.purpose, rnd + 1,
+                                                    sorted({by_id[r.id].question_id for r in need})))
             for r in chunk:
                 a = have.get((by_id[r.id].question_id, rnd + 1, r.branch))
                 if a is not None:

@@ -273,6 +273,17 @@ class Store:
             self._many(c, "UPDATE reflections SET next_attempt_id=?, success=? WHERE id=?",
                        [(nxt, ok, rid) for rid, nxt, ok in links])
 
+    def attempt_keys(self, gen_id: int, purpose: str, trial: int, question_ids: Sequence[int]) -> dict[tuple[int, int, int], Attempt]:
+        """Attempts of one trial for some questions, keyed (question, trial, branch): a bounded look-up."""
+        out: dict[tuple[int, int, int], Attempt] = {}
+        with self.session() as s:
+            for i in range(0, len(question_ids), 900):
+                for a in s.exec(select(Attempt).where(Attempt.generation_id == gen_id, Attempt.purpose == purpose,
+                                                      Attempt.trial == trial,
+                                                      col(Attempt.question_id).in_(question_ids[i:i + 900]))):
+                    out[(a.question_id, a.trial, a.branch)] = a
+        return out
+
     def attempts(self, gen_id: int, purpose: str) -> list[Attempt]:
         with self.session() as s:
             return list(s.exec(select(Attempt).where(Attempt.generation_id == gen_id, Attempt.purpose == purpose)
