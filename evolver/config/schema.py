@@ -94,7 +94,12 @@ class LoraConfig(_Section):
 
 
 class SFTConfig(_Section):
-    mode: Literal["one_stage", "two_stage"] = Field("one_stage", description="one_stage: reflection+trial 2 in one completion.")
+    mode: Literal["one_stage", "two_stage", "answers"] = Field(
+        "one_stage", description="one_stage: reflection+trial 2 in one completion; answers: question -> correct solution (STaR-like baseline)."
+    )
+    data: list[Literal["D+", "D-"]] = Field(
+        default_factory=lambda: ["D+"], description="Snapshots to train on: D+ (the method); adding D- trains on unfiltered reflections (ablation)."
+    )
     epochs: float = Field(3.0, gt=0, le=100, description="Passes over D+.")
     learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak LR (LoRA wants far more than full fine-tuning).")
     batch_size: int = Field(16, ge=1, le=4096, description="Per-device batch. Memory grows with it.")

@@ -71,8 +71,12 @@ def trial2_completion(reflection: str, trial2: str) -> str:
 
 def sft_set(store: Store, gens: list[int], cfg: SFTConfig) -> TrainSet:
     ts = TrainSet([])
-    for row in _snapshots(store, gens, "D+", ts):
-        if cfg.mode == "one_stage":
+    rows = [r for kind in cfg.data for r in _snapshots(store, gens, kind, ts)]
+    for row in rows:
+        if cfg.mode == "answers":  # rejection-sampling fine-tuning: the corrected answer, no reflection
+            if row.get("trial1_prompt"):
+                ts.examples.append({"prompt": row["trial1_prompt"], "completion": row["trial2"]})
+        elif cfg.mode == "one_stage":
             ts.examples.append({"prompt": row["reflect_prompt"],
                                 "completion": prompts.one_stage_completion(row["reflection"], row["trial2"])})
         else:

@@ -58,7 +58,7 @@ def run_child(cmd: Sequence[str], log_path: Path, on_progress: Callable[[int, in
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("a", encoding="utf-8") as log, subprocess.Popen(
         list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env, text=True,
-        encoding="utf-8", errors="replace", start_new_session=True,
+        encoding="utf-8", errors="replace", start_new_session=True, preexec_fn=_die_with_parent,
     ) as proc:
         lock = threading.Lock()
 
@@ -97,6 +97,17 @@ def run_child(cmd: Sequence[str], log_path: Path, on_progress: Callable[[int, in
         for t in readers:
             t.join(timeout=5)
     return ChildOutcome(proc.returncode, "\n".join(tail), stopped)
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL when the daemon dies (kill -9, OOM), so no orphan keeps
+    training and writing into a work dir the resumed phase is about to reuse."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _terminate(proc: subprocess.Popen) -> None:
