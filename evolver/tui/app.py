@@ -144,7 +144,7 @@ class EvolverApp(App[None]):
         self.store = Store.open(self.db)
         table = self.query_one("#refl-table", DataTable)
         table.add_columns("id", "instruction", "question", "fixed?", "reflection")
-        self.reload(force=True)
+        self.reload()
         if self.refresh_seconds > 0:
             self.set_interval(self.refresh_seconds, self.poll)
 
@@ -158,13 +158,13 @@ class EvolverApp(App[None]):
         if self.store is not None and store_version(self.store) != self.version:
             self.reload()
 
-    def reload(self, force: bool = False) -> None:
+    def reload(self) -> None:
         assert self.store is not None
         self.version = store_version(self.store)
         self.lineage = load_lineage(self.store)
         self._build_tree()
         self._show_details()
-        if force or self.query_one(TabbedContent).active == "tab-reflections":
+        if self.query_one(TabbedContent).active == "tab-reflections":
             self._fill_reflections()
 
     def _bench(self) -> str | None:
@@ -261,7 +261,7 @@ class EvolverApp(App[None]):
 
     # -- actions ---------------------------------------------------------------------------------------
     def action_reload(self) -> None:
-        self.reload(force=True)
+        self.reload()
 
     def action_toggle_all(self) -> None:
         self.last = DEFAULT_LAST if self.last is None else None
@@ -286,7 +286,7 @@ class EvolverApp(App[None]):
                 self.notify(str(err), severity="error", timeout=8)
                 return
             self.notify(message)
-            self.reload(force=True)
+            self.reload()
 
         self.push_screen(Confirm(question), answered)
 

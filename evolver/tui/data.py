@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func
 from sqlalchemy.engine import Connection
@@ -40,13 +40,12 @@ def gen_name(gen_id: int | None) -> str:
     return "none" if gen_id is None else f"gen-{gen_id:04d}"
 
 
-@dataclass(frozen=True)
-class Metric:
+class Metric(NamedTuple):
     value: float
     n: int
 
 
-@dataclass
+@dataclass(slots=True)
 class PhaseInfo:
     name: str
     status: str
@@ -56,9 +55,9 @@ class PhaseInfo:
     error: str | None
     detail_json: str | None = None
 
-    @cached_property
+    @property
     def detail(self) -> dict[str, Any]:
-        """Parsed on first use: the lineage needs the detail of the rows it shows, not of all 6,000."""
+        """Parsed when asked: the lineage needs the detail of the rows it shows, not of all 6,000."""
         return _loads(self.detail_json)
 
     @property
@@ -68,8 +67,7 @@ class PhaseInfo:
         return max(0.0, self.finished_at - self.started_at) / 60
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
+class DatasetInfo(NamedTuple):
     kind: str
     rows: int
     sha256: str
@@ -117,7 +115,7 @@ class GenInfo:
     note: str | None
     adapter_sha256: str | None
     config_hash: str
-    metrics: dict[str, dict[str, dict[str, Metric]]] = field(default_factory=dict)  # bench -> protocol -> metric
+    results: dict[tuple[str, str, str], Metric] = field(default_factory=dict)  # (bench, protocol, metric)
     datasets: dict[str, DatasetInfo] = field(default_factory=dict)
     phases: dict[str, PhaseInfo] = field(default_factory=dict)
     decision: EventInfo | None = None  # the latest promote / reject / failed / manual promote about it
@@ -125,8 +123,16 @@ class GenInfo:
     children: list[int] = field(default_factory=list)
 
     def value(self, bench: str, metric: str, protocol: str = STANDARD) -> float | None:
-        m = self.metrics.get(bench, {}).get(protocol, {}).get(metric)
+        m = self.results.get((bench, protocol, metric))
         return None if m is None else m.value
+
+    @property
+    def metrics(self) -> dict[str, dict[str, dict[str, Metric]]]:
+        """bench -> protocol -> metric, in the order the results were written."""
+        out: dict[str, dict[str, dict[str, Metric]]] = {}
+        for (bench, proto, metric), m in self.results.items():
+            out.setdefault(bench, {}).setdefault(proto, {})[metric] = m
+        return out
 
     @property
     def train_minutes(self) -> float | None:
@@ -158,11 +164,11 @@ class Lineage:
     pinned: int | None
     loaded_at: float
 
-    @property
+    @cached_property
     def benchmarks(self) -> list[str]:
         seen: dict[str, None] = {}
         for g in self.generations.values():
-            for b in g.metrics:
+            for b, _, _ in g.results:
                 seen.setdefault(b)
         return list(seen)
 
@@ -244,8 +250,9 @@ def load_lineage(store: Store, ids: Iterable[int] | None = None, now: float | No
         q = select(EvalResult.generation_id, EvalResult.benchmark, EvalResult.protocol, EvalResult.metric,
                    EvalResult.value, EvalResult.n).order_by(col(EvalResult.id))
         for gid, bench, proto, metric, value, n in s.execute(where(q, EvalResult.generation_id)).all():
-            if gid in gens:  # the latest row wins on a re-evaluation
-                gens[gid].metrics.setdefault(bench, {}).setdefault(proto, {})[metric] = Metric(value, n)
+            g = gens.get(gid)
+            if g is not None:  # the latest row wins on a re-evaluation
+                g.results[(bench, proto, metric)] = Metric(value, n)
         q = select(Dataset.generation_id, Dataset.kind, Dataset.n_rows, Dataset.content_hash, Dataset.source).where(
             col(Dataset.generation_id).is_not(None)).order_by(col(Dataset.id))
         for gid, kind, rows, sha, source in s.execute(where(q, Dataset.generation_id)).all():

@@ -1,0 +1,114 @@
+"""Where does the gain come from? One generation of each training variant from the same data.
+
+From generation 0, with the same seeds and the same pool (one generate + harvest), train:
+  (a)  SFT on D+                                  (the method)
+  (a') SFT on D+, then DPO on D±                  (the method, with DPO)
+  (b)  SFT on all reflections, D+ and D- together (no verifier filtering)
+  (c)  SFT on correct answers, no reflection      (rejection-sampling fine-tuning, STaR-like)
+  (d)  no training
+and print held-out acc@t1, acc@t2 and the paper-protocol acc@t2 (trial 1 fixed at generation 0),
+which measures the reflection skill alone.
+
+    python bench/ablation.py [--config evolver.toml] [--state DIR] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from evolver.config import LoadedConfig, load_config
+from evolver.context import PhaseContext
+from evolver.daemon.cycle import BackendHolder, ensure_base
+from evolver.evaluation import run as evaluation
+from evolver.reflection import generate, harvest
+from evolver.store import Store
+from evolver.training.phase import run_dpo, run_sft
+
+VARIANTS: dict[str, dict] = {
+    "(a) SFT on D+": {"sft": {}, "dpo": {"enabled": False}},
+    "(a') SFT D+ then DPO D±": {"sft": {}, "dpo": {"enabled": True}},
+    "(b) SFT on D+ and D- (unfiltered)": {"sft": {"data": ["D+", "D-"]}, "dpo": {"enabled": False}},
+    "(c) SFT on correct answers (RFT)": {"sft": {"mode": "answers", "include_correct_t1": True}, "dpo": {"enabled": False}},
+    "(d) no training": None,
+}
+
+
+def variant_config(base: LoadedConfig, over: dict) -> LoadedConfig:
+    data = base.config.model_dump(mode="json")
+    data["training"]["sft"].update(over["sft"])
+    data["training"]["dpo"].update(over["dpo"])
+    data["training"]["lineage"] = "restart"
+    return LoadedConfig(type(base.config).model_validate(data), base.path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "evolver.toml"))
+    ap.add_argument("--state", default=None, help="State dir (default: a temporary one).")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    base = load_config(args.config)
+    state = Path(args.state or tempfile.mkdtemp(prefix="evolver-ablation-"))
+    data = base.config.model_dump(mode="json")
+    data["state_dir"] = str(state)
+    cfg = LoadedConfig(type(base.config).model_validate(data), base.path)
+    store = Store.open(state / "evolver.db")
+    backends = BackendHolder(cfg)
+    stop = threading.Event()
+    t0 = time.time()
+    ensure_base(cfg, store, backends, lambda *_: None, stop)
+    if store.generation(1) is None:
+        store.create_generation(1, 0, "bench", cfg.hash, "{}")
+    pool_ctx = PhaseContext(cfg=cfg, store=store, generation=1, parent=0, stop=stop)
+    generate.run(pool_ctx, backends.get())
+    harvest.run(pool_ctx, backends.get())
+    collect_s = time.time() - t0
+    snapshots = {d.kind: store.dataset_rows(d.id) for d in store.datasets(1)}
+    results = []
+    for i, (name, over) in enumerate(VARIANTS.items()):
+        gid = 10 + i
+        vcfg = variant_config(cfg, over) if over else cfg
+        if store.generation(gid) is None:
+            store.create_generation(gid, 0, "bench", vcfg.hash, json.dumps({"variant": name}))
+            for kind, rows in snapshots.items():
+                store.put_dataset(gid, kind, "harvest", rows)
+        ctx = PhaseContext(cfg=vcfg, store=store, generation=gid, parent=0, stop=stop)
+        t1 = time.time()
+        if over:
+            run_sft(ctx)
+            run_dpo(ctx)
+        train_s = time.time() - t1
+        res = evaluation.run(ctx, backends.get())
+        bench = cfg.config.evaluation.benchmarks[0]
+        r = res[bench]
+        results.append({"variant": name, "acc@t1": r["standard"]["acc@t1"], "acc@t2": r["standard"]["acc@t2"],
+                        "paper acc@t2": r.get("paper", {}).get("acc@t2"), "train_s": round(train_s, 1)})
+    g0 = {r.metric: r.value for r in store.eval_results(0) if r.protocol == "standard"}
+    out = {"state": str(state), "collect_s": round(collect_s, 1), "gen0": g0,
+           "D+": len(snapshots.get("D+", [])), "D-": len(snapshots.get("D-", [])), "D±": len(snapshots.get("D±", [])),
+           "results": results}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    t = Table(title=f"ablation from gen 0 (acc@t1 {100 * g0['acc@t1']:.1f}, acc@t2 {100 * g0['acc@t2']:.1f}); "
+                    f"D+ {out['D+']}, D- {out['D-']}, D± {out['D±']}")
+    for c in ("variant", "acc@t1", "acc@t2", "paper acc@t2", "train s"):
+        t.add_column(c, justify="right" if c != "variant" else "left")
+    for r in results:
+        fmt = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+        t.add_row(r["variant"], fmt(r["acc@t1"]), fmt(r["acc@t2"]), fmt(r["paper acc@t2"]), str(r["train_s"]))
+    Console().print(t)
+    backends.close()
+    store.close()
+
+
+if __name__ == "__main__":
+    main()
