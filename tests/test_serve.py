@@ -217,7 +217,7 @@ def _config(world: dict[str, Any], where: Path) -> Path:
 def test_serve_command_answers_on_loopback_and_stops_on_sigterm(world: dict[str, Any], tmp_path: Path) -> None:
     cfg = _config(world, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "evolver.cli.app", "--config", str(cfg), "serve", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-c", "from evolver.cli.app import main; main()", "--config", str(cfg), "serve", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline() if proc.stdout else ""  # printed once the port is bound and the model loaded

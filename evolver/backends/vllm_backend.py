@@ -85,10 +85,12 @@ class VLLMBackend:
 
         pairs = [(self._encode(p), self.tokenizer(c, add_special_tokens=False).input_ids) for p, c in zip(prompts, completions)]
         params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
-        results = self.llm.generate([{"prompt_token_ids": p + c} for p, c in pairs], params,
-                                    lora_request=self._lora(adapter), use_tqdm=False)
+        lora = self._lora(adapter)
         sums: list[float] = []
-        for (p, c), r in zip(pairs, results):
+        for p, c in pairs:
+            # One request per call: with LoRA enabled, vLLM 0.32 (CPU) applies the LoRA logits step to prompt
+            # tokens with per-request indices, which fails ("einsum ... does not broadcast") for batches > 1.
+            r = self.llm.generate([{"prompt_token_ids": p + c}], params, lora_request=lora, use_tqdm=False)[0]
             per_token = r.prompt_logprobs or []
             total = 0.0
             for pos in range(len(p), len(p) + len(c)):

@@ -54,7 +54,8 @@ def build_stopping_model(out_dir: str | Path, pairs: tuple[tuple[str, str], ...]
 
     from evolver.testing.tiny import build_tiny_model
 
-    out = build_tiny_model(out_dir, chat=True, seed=seed)
+    # 128 hidden / 4 heads: head size 32, the smallest vLLM's CPU attention supports.
+    out = build_tiny_model(out_dir, chat=True, hidden=128, seed=seed)
     tok = AutoTokenizer.from_pretrained(str(out))
     model = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32)
     rows = []
