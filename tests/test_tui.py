@@ -4,7 +4,7 @@ pin / unpin / rollback behind the confirmation dialog, asserted in the store (po
 from __future__ import annotations
 
 import asyncio
-import os
+import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ def text_of(app: EvolverApp, selector: str) -> str:
     """What a Static shows, rendered as plain text."""
     from rich.console import Console
 
-    console = Console(color_system=None, width=100, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console = Console(color_system=None, width=100, record=True, file=io.StringIO())
     console.print(app.query_one(selector, Static).content)
     return console.export_text()
 

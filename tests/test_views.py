@@ -6,6 +6,7 @@ Stores are built in tmp_path through the Store API and evolver.policy.actions (n
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from evolver.tui.views import generation_json, generation_view, lineage_json, li
 
 
 def render(renderable: object, width: int = 80) -> str:
-    console = Console(color_system=None, width=width, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console = Console(color_system=None, width=width, record=True, file=io.StringIO())
     console.print(renderable)
     return console.export_text()
 

@@ -6,6 +6,8 @@ stays instant. Data comes from evolver.tui.data, rendering from evolver.tui.view
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ def register(app: typer.Typer) -> None:
     @app.command("lineage")
     def lineage(
         ctx: typer.Context,
-        as_json: bool = typer.Option(False, "--json", help="Print JSON (every generation)."),
+        as_json: bool = typer.Option(False, "--json", help="Print compact JSON (every generation)."),
         benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Only this benchmark's numbers."),
         show_all: bool = typer.Option(False, "--all", help="Every generation, not only the newest."),
         last: int = typer.Option(50, "--last", min=1, help="Show the newest N generations (and what leads to them)."),
@@ -59,13 +61,14 @@ def register(app: typer.Typer) -> None:
         The main line (each promoted generation's continuing child) stays at one level; rejected or
         failed candidates and side branches are indented under their parent. Unless --all, only the
         newest --last generations are drawn, with the current one and the rows leading to them; the
-        rest are folded into "⋯ N generations not shown" lines. --json always lists every generation.
+        rest are folded into "⋯ N generations not shown" lines. --json always lists every generation,
+        on one line (pipe it through `jq` to read it).
         """
         from evolver.tui.views import lineage_json, lineage_view
 
         lin = run_guarded(_lineage, ctx, benchmark, as_json=as_json)
-        if as_json:
-            emit_json(lineage_json(lin, benchmark))
+        if as_json:  # compact: C-speed encoding (1,000 generations pretty-printed take 0.5 s and 60k lines)
+            sys.stdout.write(json.dumps(lineage_json(lin, benchmark), separators=(",", ":"), default=str) + "\n")
             return
         console().print(lineage_view(lin, benchmark, None if show_all else last))
 

@@ -508,9 +508,9 @@ def load_detail(store: Store, gen_id: int, samples: int = 3) -> GenDetail:
     """One generation in full: its row, its parent's, config, logs, events and sample reflections."""
     g = store.generation(gen_id)
     if g is None:
-        first, last = store.generation(0), store.latest_generation()
-        have = "the store has no generations" if last is None else \
-            f"the store has {gen_name(first.id if first else None)}..{gen_name(last.id)}"
+        with _reader(store) as s:
+            lo, hi = s.execute(select(func.min(col(Generation.id)), func.max(col(Generation.id)))).one()
+        have = "the store has no generations" if hi is None else f"the store has {gen_name(lo)}..{gen_name(hi)}"
         raise GenerationNotFound(f"{gen_name(gen_id)} does not exist ({have})")
     ids = [gen_id] + ([g.parent_id] if g.parent_id is not None else [])
     lin = load_lineage(store, ids)

@@ -64,7 +64,8 @@ def plot_accuracy(lin: Lineage, out: Path, benchmark: str | None = None, dpi: in
     axes[-1].set_xlabel("generation")
     if benches:
         axes[0].legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncols=4, frameon=False)
-    fig.tight_layout()
+    height = fig.get_figheight()  # fixed margins: tight_layout costs a third of the time at 1,000 points
+    fig.subplots_adjust(left=0.07, right=0.95, top=1 - 0.95 / height, bottom=0.55 / height, hspace=0.12)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     return out
