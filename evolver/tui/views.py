@@ -40,6 +40,8 @@ from evolver.tui.data import (
 DEFAULT_LAST = 50  # generations the lineage shows unless --all (plus what leads to them, and the current one)
 PHASE_ORDER = ("generate", "harvest", "sft", "dpo", "evaluate", "decide")
 SPARK = "▁▂▃▄▅▆▇█"
+# Phase-detail keys shown elsewhere in `show` (the adapter in the header) or too long for a table cell.
+DETAIL_SKIP = ("adapter_path", "adapter_sha256", "init_state_sha256", "sources", "init")
 SPARK_LEN = 12
 STYLES = {
     "current": "bold reverse green", "pinned": "bold reverse cyan", "promoted": "green", "rejected": "yellow",
@@ -427,10 +429,11 @@ def phases_table(g: GenInfo) -> Table:
         t.add_column(c, overflow="fold", no_wrap=c != "detail")
     order = {n: i for i, n in enumerate(PHASE_ORDER)}
     for p in sorted(g.phases.values(), key=lambda p: order.get(p.name, len(order))):
+        skip = DETAIL_SKIP + (("reason", "decision") if p.name == "decide" else ())  # quoted under "decision"
         detail = p.error or ", ".join(f"{k}={_brief(v)}" for k, v in p.detail.items()
-                                      if k not in ("adapter_path", "sources") and not isinstance(v, dict | list))
+                                      if k not in skip and v is not None and not isinstance(v, dict | list))
         t.add_row(p.name, Text(p.status, style=STYLES.get(p.status, "")), str(p.attempts), clock(p.started_at),
-                  minutes(p.minutes), short(detail, 160))
+                  minutes(p.minutes), short(detail, 120))
     if not g.phases:
         t.add_row("-", "no phases yet", "", "", "", "")
     return t
