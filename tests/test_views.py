@@ -28,6 +28,7 @@ from evolver.tui.data import (
     load_detail,
     load_lineage,
     load_watch,
+    load_window,
     window,
 )
 from evolver.tui.views import generation_json, generation_view, lineage_json, lineage_view, sparkline, watch_view
@@ -93,6 +94,13 @@ def test_lineage_main_line_is_flat_and_dead_ends_are_indented(small: Store) -> N
     assert "t2 45.0 +5.0 p=0.003  paper 44.0  D+ 13" in one  # the base has no paper result: no delta
 
 
+def test_window_loader_draws_what_the_full_load_draws(small: Store) -> None:
+    full, win = load_lineage(small), load_window(small, 2)
+    assert render(lineage_view(win, last=2), 80) == render(lineage_view(full, last=2), 80)
+    assert "⋯" in render(lineage_view(win, last=2), 80)
+    assert win.benchmarks == full.benchmarks == ["arith"] and win.t2_range == full.t2_range
+
+
 def test_lineage_sparkline_follows_the_path(small: Store) -> None:
     lin = load_lineage(small)
     assert lin.path(3) == [0, 1, 3]
@@ -154,8 +162,12 @@ def test_views_on_one_running_generation(tmp_path: Path) -> None:
 def test_views_on_1000_generations(big: Path) -> None:
     with Store.open(big) as s:
         lin = load_lineage(s)
+        windowed = load_window(s, 50)
         detail = load_detail(s, 999)
         w = load_watch(s, None)
+    # the window loader reads only what the newest 50 rows show, and draws exactly the same tree
+    assert sum(bool(g.results) for g in windowed.generations.values()) < 200
+    assert render(lineage_view(windowed, last=50), 80) == render(lineage_view(lin, last=50), 80)
     assert len(lin.generations) == 1001 and lin.latest == 1000
     text = render(lineage_view(lin), 80)
     heads = [ln for ln in text.splitlines() if "── gen-" in ln]

@@ -11,12 +11,12 @@ LAST = 20  # generations drawn after a run; `evolver lineage --all` shows every 
 
 
 def print_lineage(cfg: LoadedConfig, out: Console, last: int | None = LAST) -> None:
-    from evolver.tui.data import load_lineage
+    from evolver.tui.data import load_lineage, load_window
     from evolver.tui.views import lineage_view
 
     db = cfg.state_dir / "evolver.db"
     if not db.exists():
         return
     with Store.open(db) as store:
-        lin = load_lineage(store)
+        lin = load_lineage(store) if last is None else load_window(store, last)
     out.print(lineage_view(lin, last=last))

@@ -25,16 +25,17 @@ from evolver.cli.common import (
 )
 
 
-def _lineage(ctx: typer.Context, benchmark: str | None) -> Any:
-    """The whole lineage (an empty one when there is no store yet); an unknown --benchmark is a usage error."""
-    from evolver.tui.data import Lineage, load_lineage
+def _lineage(ctx: typer.Context, benchmark: str | None, last: int | None = None) -> Any:
+    """The lineage (an empty one when there is no store yet); `last`: only what the newest-`last` window draws.
+    An unknown --benchmark is a usage error."""
+    from evolver.tui.data import Lineage, load_lineage, load_window
 
     cfg = loaded_config(ctx)
     store = open_store(cfg, create=False)
     if store is None:
         return Lineage({}, None, None, None, time.time())
     try:
-        lin = load_lineage(store)
+        lin = load_lineage(store) if last is None else load_window(store, last)
     finally:
         store.close()
     check_benchmark(lin, benchmark)
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
         """
         from evolver.tui.views import lineage_json, lineage_view
 
-        lin = run_guarded(_lineage, ctx, benchmark, as_json=as_json)
+        lin = run_guarded(_lineage, ctx, benchmark, None if as_json or show_all else last, as_json=as_json)
         if as_json:  # compact: C-speed encoding (1,000 generations pretty-printed take 0.5 s and 60k lines)
             sys.stdout.write(json.dumps(lineage_json(lin, benchmark), separators=(",", ":"), default=str) + "\n")
             return

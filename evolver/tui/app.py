@@ -29,7 +29,7 @@ from evolver.tui.data import (
     display_tree,
     gen_name,
     load_detail,
-    load_lineage,
+    load_window,
     load_reflections,
     store_version,
     window,
@@ -161,7 +161,7 @@ class EvolverApp(App[None]):
     def reload(self) -> None:
         assert self.store is not None
         self.version = store_version(self.store)
-        self.lineage = load_lineage(self.store)
+        self.lineage = load_window(self.store, self.last)
         self._build_tree()
         self._show_details()
         if self.query_one(TabbedContent).active == "tab-reflections":
@@ -265,7 +265,7 @@ class EvolverApp(App[None]):
 
     def action_toggle_all(self) -> None:
         self.last = DEFAULT_LAST if self.last is None else None
-        self._build_tree()
+        self.reload()
 
     def action_cycle_filter(self) -> None:
         self.filter = True if self.filter is None else False if self.filter else None

@@ -24,6 +24,7 @@ STANDARD, PAPER = "standard", "paper"
 DECISION_KINDS = ("promoted", "rejected", "failed", "manual_promote")
 TRAIN_PHASES = ("sft", "dpo")
 POOL = "pool"
+SPARK_WINDOW = 12  # ancestors a row's sparkline reaches back to
 UNSET = "(unset)"  # a config key one side of a diff does not have
 
 
@@ -163,14 +164,8 @@ class Lineage:
     promoted: int | None  # the `current` pointer
     pinned: int | None
     loaded_at: float
-
-    @cached_property
-    def benchmarks(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for g in self.generations.values():
-            for b, _, _ in g.results:
-                seen.setdefault(b)
-        return list(seen)
+    benchmarks: list[str] = field(default_factory=list)  # in the order they were first evaluated
+    t2_range: dict[str, tuple[float, float]] = field(default_factory=dict)  # standard acc@t2 min/max per benchmark
 
     @property
     def latest(self) -> int | None:
@@ -237,50 +232,116 @@ def _event(row: tuple) -> EventInfo:
 def load_lineage(store: Store, ids: Iterable[int] | None = None, now: float | None = None) -> Lineage:
     """Every generation (or just `ids`) with metrics, datasets, phases and decisions, in six queries."""
     only = sorted(set(ids)) if ids is not None else None
+    lin = _skeleton(store, only, now)
+    _fill(store, lin.generations, only)
+    lin.benchmarks, lin.t2_range = _summary(lin.generations)
+    return lin
 
-    def where(q: Any, column: Any) -> Any:
-        return q if only is None else q.where(col(column).in_(only))
 
+def load_window(store: Store, last: int | None, now: float | None = None) -> Lineage:
+    """The lineage as the tree shows it: every generation's place, but metrics, datasets, phases and decisions
+    only for the rows the newest-`last` window draws (with their parents and the sparkline's ancestors).
+
+    The work then grows with the window, not with the lineage; the benchmarks and the sparkline's
+    scale still cover every generation (two aggregate queries).
+    """
+    lin = _skeleton(store, None, now)
+    keep = default_keep(lin, last)
+    if keep is None:
+        _fill(store, lin.generations, None)
+        lin.benchmarks, lin.t2_range = _summary(lin.generations)
+        return lin
+    need: set[int] = set()
+    for gid in _shown(window(display_tree(lin), keep)):
+        need.update(lin.path(gid)[-(SPARK_WINDOW + 1):])
+    only = sorted(need)
+    _fill(store, lin.generations, only)
+    with _reader(store) as s:
+        lin.benchmarks = list(s.execute(select(EvalResult.benchmark).group_by(col(EvalResult.benchmark))
+                                        .order_by(func.min(col(EvalResult.id)))).scalars().all())
+        lin.t2_range = {b: (lo, hi) for b, lo, hi in s.execute(
+            select(EvalResult.benchmark, func.min(col(EvalResult.value)), func.max(col(EvalResult.value)))
+            .where(EvalResult.protocol == STANDARD, EvalResult.metric == "acc@t2")
+            .group_by(col(EvalResult.benchmark))).all()}
+    return lin
+
+
+def _shown(rows: list[Node | Gap]) -> list[int]:
+    out: list[int] = []
+    stack = list(rows)
+    while stack:
+        r = stack.pop()
+        if isinstance(r, Node):
+            out.append(r.gen)
+            stack.extend(r.nested)
+    return out
+
+
+def _summary(gens: dict[int, GenInfo]) -> tuple[list[str], dict[str, tuple[float, float]]]:
+    """Benchmarks in the order they first appear, and each one's acc@t2 range (the sparkline's scale)."""
+    seen: dict[str, None] = {}
+    t2: dict[str, list[float]] = {}
+    for g in gens.values():
+        for (b, proto, metric), m in g.results.items():
+            seen.setdefault(b)
+            if proto == STANDARD and metric == "acc@t2":
+                t2.setdefault(b, []).append(m.value)
+    return list(seen), {b: (min(v), max(v)) for b, v in t2.items()}
+
+
+def _skeleton(store: Store, only: list[int] | None, now: float | None) -> Lineage:
+    """Generation rows (ids, parents, statuses) and the pointers: the shape of the lineage, one query."""
     gens: dict[int, GenInfo] = {}
     with _reader(store) as s:
         q = select(Generation.id, Generation.parent_id, Generation.status, Generation.created_at, Generation.finished_at,
                    Generation.note, Generation.adapter_sha256, Generation.config_hash).order_by(col(Generation.id))
-        for gid, parent, status, created, finished, note, sha, chash in s.execute(where(q, Generation.id)).all():
+        if only is not None:
+            q = q.where(col(Generation.id).in_(only))
+        for gid, parent, status, created, finished, note, sha, chash in s.execute(q).all():
             gens[gid] = GenInfo(gid, parent, status, created, finished, note, sha, chash)
-        q = select(EvalResult.generation_id, EvalResult.benchmark, EvalResult.protocol, EvalResult.metric,
-                   EvalResult.value, EvalResult.n).order_by(col(EvalResult.id))
-        for gid, bench, proto, metric, value, n in s.execute(where(q, EvalResult.generation_id)).all():
-            g = gens.get(gid)
-            if g is not None:  # the latest row wins on a re-evaluation
-                g.results[(bench, proto, metric)] = Metric(value, n)
-        q = select(Dataset.generation_id, Dataset.kind, Dataset.n_rows, Dataset.content_hash, Dataset.source).where(
-            col(Dataset.generation_id).is_not(None)).order_by(col(Dataset.id))
-        for gid, kind, rows, sha, source in s.execute(where(q, Dataset.generation_id)).all():
-            if gid in gens:
-                gens[gid].datasets.setdefault(kind, DatasetInfo(kind, rows, sha, source))
-        q = select(Phase.generation_id, Phase.name, Phase.status, Phase.attempts, Phase.started_at, Phase.finished_at,
-                   Phase.error, Phase.detail).order_by(col(Phase.id))
-        for gid, name, status, attempts, started, finished, error, detail in s.execute(where(q, Phase.generation_id)).all():
-            if gid in gens:
-                gens[gid].phases[name] = PhaseInfo(name, status, attempts, started, finished, error, detail)
-        q = select(Event.id, Event.ts, Event.kind, Event.generation_id, Event.actor, Event.reason, Event.metrics).where(
-            col(Event.kind).in_((*DECISION_KINDS, "rolled_back"))).order_by(col(Event.id))
-        latest: dict[tuple[int, bool], tuple] = {}
-        for row in s.execute(where(q, Event.generation_id)).all():
-            if row[3] in gens:
-                latest[(row[3], row[2] == "rolled_back")] = tuple(row)
-        pointers = {"current": store.pointer("current"), "pinned": store.pointer("pinned")}
-    for (gid, is_rollback), row in latest.items():
-        if is_rollback:
-            gens[gid].rollback = _event(row)
-        else:
-            gens[gid].decision = _event(row)
     for g in gens.values():
         if g.parent_id is not None and g.parent_id in gens:
             gens[g.parent_id].children.append(g.id)
-    pinned = pointers["pinned"]
-    return Lineage(gens, pinned if pinned is not None else pointers["current"], pointers["current"], pinned,
-                   time.time() if now is None else now)
+    promoted, pinned = store.pointer("current"), store.pointer("pinned")
+    return Lineage(gens, pinned if pinned is not None else promoted, promoted, pinned, time.time() if now is None else now)
+
+
+def _fill(store: Store, gens: dict[int, GenInfo], only: list[int] | None) -> None:
+    """Metrics, dataset sizes, phases and the latest decision / rollback of `only` (None: all) generations."""
+    chunks: list[list[int] | None] = [None] if only is None else [only[i:i + 900] for i in range(0, len(only), 900)]
+    with _reader(store) as s:
+        for part in chunks:
+            def where(q: Any, column: Any, part: list[int] | None = part) -> Any:
+                return q if part is None else q.where(col(column).in_(part))
+
+            q = select(EvalResult.generation_id, EvalResult.benchmark, EvalResult.protocol, EvalResult.metric,
+                       EvalResult.value, EvalResult.n).order_by(col(EvalResult.id))
+            for gid, bench, proto, metric, value, n in s.execute(where(q, EvalResult.generation_id)).all():
+                g = gens.get(gid)
+                if g is not None:  # the latest row wins on a re-evaluation
+                    g.results[(bench, proto, metric)] = Metric(value, n)
+            q = select(Dataset.generation_id, Dataset.kind, Dataset.n_rows, Dataset.content_hash, Dataset.source).where(
+                col(Dataset.generation_id).is_not(None)).order_by(col(Dataset.id))
+            for gid, kind, rows, sha, source in s.execute(where(q, Dataset.generation_id)).all():
+                if gid in gens:
+                    gens[gid].datasets.setdefault(kind, DatasetInfo(kind, rows, sha, source))
+            q = select(Phase.generation_id, Phase.name, Phase.status, Phase.attempts, Phase.started_at,
+                       Phase.finished_at, Phase.error, Phase.detail).order_by(col(Phase.id))
+            for gid, name, status, attempts, started, finished, error, detail in s.execute(
+                    where(q, Phase.generation_id)).all():
+                if gid in gens:
+                    gens[gid].phases[name] = PhaseInfo(name, status, attempts, started, finished, error, detail)
+            q = select(Event.id, Event.ts, Event.kind, Event.generation_id, Event.actor, Event.reason,
+                       Event.metrics).where(col(Event.kind).in_((*DECISION_KINDS, "rolled_back"))).order_by(col(Event.id))
+            latest: dict[tuple[int, bool], tuple] = {}
+            for row in s.execute(where(q, Event.generation_id)).all():
+                if row[3] in gens:
+                    latest[(row[3], row[2] == "rolled_back")] = tuple(row)
+            for (gid, is_rollback), row in latest.items():
+                if is_rollback:
+                    gens[gid].rollback = _event(row)
+                else:
+                    gens[gid].decision = _event(row)
 
 
 # -- the display tree: main line flat, side branches indented --------------------------------------------
@@ -514,8 +575,6 @@ def load_detail(store: Store, gen_id: int, samples: int = 3) -> GenDetail:
         raise GenerationNotFound(f"{gen_name(gen_id)} does not exist ({have})")
     ids = [gen_id] + ([g.parent_id] if g.parent_id is not None else [])
     lin = load_lineage(store, ids)
-    pinned, promoted = store.pointer("pinned"), store.pointer("current")
-    lin.pinned, lin.promoted, lin.current = pinned, promoted, pinned if pinned is not None else promoted
     info = lin.generations[gen_id]
     parent_row = store.generation(g.parent_id) if g.parent_id is not None else None
     config = _loads(g.config_json)

@@ -22,6 +22,7 @@ from rich.tree import Tree
 
 from evolver.tui.data import (
     PAPER,
+    SPARK_WINDOW,
     STANDARD,
     Gap,
     GenDetail,
@@ -42,7 +43,7 @@ PHASE_ORDER = ("generate", "harvest", "sft", "dpo", "evaluate", "decide")
 SPARK = "▁▂▃▄▅▆▇█"
 # Phase-detail keys shown elsewhere in `show` (the adapter in the header) or too long for a table cell.
 DETAIL_SKIP = ("adapter_path", "adapter_sha256", "init_state_sha256", "sources", "init")
-SPARK_LEN = 12
+SPARK_LEN = SPARK_WINDOW
 STYLES = {
     "current": "bold reverse green", "pinned": "bold reverse cyan", "promoted": "green", "rejected": "yellow",
     "rolled back": "magenta", "rolled_back": "magenta", "failed": "bold red", "running": "bold cyan",
@@ -188,6 +189,8 @@ def _delta_style(new: float | None, old: float | None) -> str:
 
 
 def _spark_range(lin: Lineage, bench: str | None) -> tuple[float, float]:
+    if bench is not None and bench in lin.t2_range:
+        return lin.t2_range[bench]
     vals = [v for g in lin.generations.values() if bench and (v := g.value(bench, "acc@t2")) is not None]
     return (min(vals), max(vals)) if vals else (0.0, 1.0)
 
