@@ -33,7 +33,7 @@ from rich.table import Table
 
 from evolver.store import Store
 from evolver.tui import synthetic
-from evolver.tui.data import load_detail, load_lineage, load_watch
+from evolver.tui.data import load_detail, load_lineage, load_watch, load_window
 from evolver.tui.views import generation_view, lineage_json, lineage_view, watch_view
 
 GOAL_S = 1.0
@@ -92,7 +92,8 @@ def measure(db: Path, repeat: int, finished: int | None) -> dict[str, float]:
     from evolver.tui.plot import plot_accuracy
 
     out = {
-        "lineage (80 cols, newest 50)": timed(with_store(db, lambda s: render(lineage_view(load_lineage(s)), 80)), repeat),
+        "lineage (80 cols, newest 50)": timed(with_store(db, lambda s: render(lineage_view(load_window(s, 50)), 80)),
+                                              repeat),
         "lineage --all (160 cols)": timed(with_store(db, lambda s: render(lineage_view(load_lineage(s), last=None), 160)),
                                           repeat),
         "lineage --json": timed(with_store(db, lambda s: json.dumps(lineage_json(load_lineage(s)), default=str)), repeat),
