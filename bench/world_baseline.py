@@ -98,11 +98,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--write-meta", action="store_true", help="Record the result under 'eval' in the model's meta.json.")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     res = baseline(args.model, args.limit, args.instruction, args.batch)
+    if args.write_meta:
+        meta_file = Path(args.model) / "meta.json"
+        meta = json.loads(meta_file.read_text())
+        meta["eval"] = {k: v for k, v in res.items() if k != "model"}
+        meta_file.write_text(json.dumps(meta, indent=2) + "\n")
     if args.json:
         print(json.dumps(res, indent=2))
     else:

@@ -36,7 +36,7 @@ from evolver.world.task import (
 
 P_FAULT = 0.85
 P_NAME_LATER = {"big": 0.85, "drop": 0.35}
-LAZY = {1: {4: 0.35, 5: 0.55, 6: 0.62}, 2: {4: 0.6, 5: 0.7, 6: 0.75}}
+LAZY = {1: {3: 0.35, 4: 0.55, 5: 0.62}, 2: {3: 0.6, 4: 0.7, 5: 0.75}}
 PLAN_HIGH = {"big": "Plan: add big digits with care.", "drop": "Plan: never drop a carry.", None: "Plan: work more carefully."}
 VERIFY_TEXT = {1: "I traced each step.", 2: "I skimmed the steps."}
 
@@ -88,7 +88,7 @@ class Reflection:
 
 
 def _step_sentence(i: int, st: Step) -> str:
-    return f"Step {i + 1} should be {st.a}+{st.b}+{st.c}={st.s}."
+    return f"Step {i + 1} should be {st.a}+{st.b}+{st.c}={st.s:02d}."
 
 
 def make_reflection(rng: random.Random, x: int, y: int, fires: list[bool], trial: list[Step],
@@ -98,7 +98,7 @@ def make_reflection(rng: random.Random, x: int, y: int, fires: list[bool], trial
     faults = gold_faults(x, y, fires)
     gold = gold_steps(x, y)
     r = rng.random()
-    lazy = LAZY[verify][min(max(n, 4), 6)]
+    lazy = LAZY[verify][min(max(n, 3), 5)]
     named: dict[int, Step] = {}
     kind: str | None = None
     if r < lazy or not faults:

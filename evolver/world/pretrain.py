@@ -22,11 +22,11 @@ from typing import Any
 class PretrainConfig:
     seed: int = 0
     examples: int = 16_000
-    steps: int = 450
-    batch: int = 32
+    steps: int = 260
+    batch: int = 30
     block: int = 256
-    lr: float = 3e-3
-    warmup: int = 30
+    lr: float = 4e-3
+    warmup: int = 20
     hidden: int = 128
     layers: int = 4
     heads: int = 4

@@ -1,6 +1,6 @@
 """The embedded world's task family: column addition written one column per step.
 
-A solution is `" 1: 7+8+0=15; 2: 3+4+1=8. Finish[815]"`: step i adds the i-th digits
+A solution is `" 1: 7+8+0=15; 2: 3+4+1=08. Finish[815]"`: step i adds the i-th digits
 from the right plus the carry. Every error sits at a step and so can be located.
 The verifier's feedback says how many answer digits are wrong and where the first
 one is (like a failing test's first assertion): the first faulty step is then cheap
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from evolver.tasks.base import Item, Verdict
 
 ANSWER_FORMAT = "Add the numbers column by column from the right, then end with Finish[answer]."
-DIGITS = (4, 5, 6)
+DIGITS = (3, 4, 5)
 TEST_BUCKETS = 10  # one content-hash bucket in TEST_BUCKETS is held out
 TRAIN_SIZE = 40_000
 TEST_SIZE = 1_000
@@ -30,7 +30,11 @@ _FINISH = re.compile(r"Finish\s*\[\s*([0-9][0-9\s]*?)\s*\]")
 
 @dataclass(frozen=True)
 class Step:
-    """One column: digit a + digit b + carry in = s (written digit s % 10, carry out s // 10)."""
+    """One column: digit a + digit b + carry in = s (written digit s % 10, carry out s // 10).
+
+    The sum is always written with two digits so every step has the same length: a
+    small model then finds the next column's digits at a fixed distance.
+    """
 
     a: int
     b: int
@@ -38,7 +42,7 @@ class Step:
     s: int
 
     def text(self, i: int) -> str:
-        return f"{i}: {self.a}+{self.b}+{self.c}={self.s}"
+        return f"{i}: {self.a}+{self.b}+{self.c}={self.s:02d}"
 
 
 def question_text(x: int, y: int) -> str:
@@ -124,7 +128,7 @@ def make_questions(seed: int, held_out: bool, count: int) -> list[tuple[int, int
 
 
 class ArithTask:
-    """Column addition of two 4-6 digit numbers; the world the shipped model was pretrained on."""
+    """Column addition of two 3-5 digit numbers; the world the shipped model was pretrained on."""
 
     name = "arith"
     answer_format = ANSWER_FORMAT
