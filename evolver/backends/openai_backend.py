@@ -128,13 +128,14 @@ class OpenAIBackend:
                 raise ServerError(f"{adapter.name}: already loaded on {self.url} from {seen.path};"
                                   " a new adapter needs a new name")
             try:
-                self._post("/load_lora_adapter", {"lora_name": adapter.name, "lora_path": str(adapter.path)})
+                # vLLM answers in plain text ("Success: LoRA adapter 'gen-0001' added successfully.")
+                self._post("/load_lora_adapter", {"lora_name": adapter.name, "lora_path": str(adapter.path)}, as_json=False)
             except ServerError as err:
                 if "already" not in str(err).lower():  # vLLM answers 400 "... has already been loaded"
                     raise
             self._loaded[adapter.name] = adapter
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, path: str, body: dict[str, Any], as_json: bool = True) -> dict[str, Any]:
         url = self.url + path
         for attempt in range(self.cfg.retries + 1):
             last = attempt == self.cfg.retries
@@ -146,6 +147,8 @@ class OpenAIBackend:
                 self._sleep(self._delay(attempt, None))
                 continue
             if r.status_code < 300:
+                if not as_json:
+                    return {}
                 try:
                     return r.json()
                 except ValueError:

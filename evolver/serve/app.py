@@ -8,6 +8,7 @@ batched. Stop strings are cut after generation (the text is the same; the work i
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Sequence
@@ -81,8 +82,9 @@ def create_app(store: Store, backend: Any, base_ref: str, max_batch: int = 64) -
     def health() -> dict[str, Any]:
         return {"status": "ok", "current": registry.resolve("current").name}
 
+    # Async handlers that await the worker's futures: no thread per waiting request (anyio's pool holds 40).
     @app.post("/v1/completions")
-    def completions(req: CompletionRequest) -> JSONResponse:
+    async def completions(req: CompletionRequest) -> JSONResponse:
         served = registry.resolve(req.model)
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         if not prompts or any(not p for p in prompts):
@@ -91,7 +93,7 @@ def create_app(store: Store, backend: Any, base_ref: str, max_batch: int = 64) -
         if max_tokens == 0 and not req.echo:
             raise BadRequest("max_tokens: 0 is allowed only with echo = true", "max_tokens")
         seed = _seed(req.seed)
-        outs = _generate(batcher, backend, served, prompts, _sampling(req, max_tokens), seed, max_tokens)
+        outs = await _generate(batcher, backend, served, prompts, _sampling(req, max_tokens), seed, max_tokens)
         stops = req.stop_list()
         choices = []
         for i, (prompt, out) in enumerate(zip(prompts, outs)):
@@ -99,13 +101,13 @@ def create_app(store: Store, backend: Any, base_ref: str, max_batch: int = 64) -
             shown = (prompt if req.echo else "") + text
             logprobs = None
             if req.logprobs is not None:
-                logprobs = _logprobs(batcher, backend, served.adapter, shown, 0 if req.echo else len(prompt),
+                logprobs = await _logprobs(batcher, backend, served.adapter, shown, 0 if req.echo else len(prompt),
                                      prompt if not req.echo else "")
             choices.append({"index": i, "text": shown, "logprobs": logprobs, "finish_reason": reason})
         return _reply("text_completion", "cmpl", served, choices, outs)
 
     @app.post("/v1/chat/completions")
-    def chat(req: ChatRequest) -> JSONResponse:
+    async def chat(req: ChatRequest) -> JSONResponse:
         served = registry.resolve(req.model)
         if not backend.chat:
             raise BadRequest("this model has no chat template; use /v1/completions", "messages")
@@ -114,7 +116,8 @@ def create_app(store: Store, backend: Any, base_ref: str, max_batch: int = 64) -
         max_tokens = req.max_completion_tokens or req.max_tokens or DEFAULT_CHAT_MAX_TOKENS
         if max_tokens < 1:
             raise BadRequest("max_tokens: expected >= 1", "max_tokens")
-        outs = _generate(batcher, backend, served, [prompt], _sampling(req, max_tokens), _seed(req.seed), max_tokens)
+        outs = await _generate(batcher, backend, served, [prompt], _sampling(req, max_tokens), _seed(req.seed),
+                                   max_tokens)
         text, reason = _cut(outs[0], req.stop_list())
         choices = [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}]
         return _reply("chat.completion", "chatcmpl", served, choices, outs)
@@ -139,7 +142,7 @@ def _sampling(req: Any, max_tokens: int) -> Sampling:
     return Sampling(temperature=req.temperature, top_p=req.top_p, max_new_tokens=max(max_tokens, 1))
 
 
-def _generate(batcher: Batcher, backend: Any, served: Served, prompts: Sequence[str], sampling: Sampling, seed: int,
+async def _generate(batcher: Batcher, backend: Any, served: Served, prompts: Sequence[str], sampling: Sampling, seed: int,
               max_tokens: int) -> list[Output]:
     """Item i of a request uses seed + i, so a one-prompt request with seed s equals item 0 of a list."""
     if max_tokens == 0:  # echo only
@@ -150,8 +153,8 @@ def _generate(batcher: Batcher, backend: Any, served: Served, prompts: Sequence[
     def run(items: Sequence[tuple[str, int]]) -> list[Output]:
         return backend.generate([p for p, _ in items], sampling, [s for _, s in items], adapter=served.adapter)
 
-    futures = [batcher.submit(key, (p, seed + i), run) for i, p in enumerate(prompts)]
-    return [f.result() for f in futures]
+    futures = [asyncio.wrap_future(batcher.submit(key, (p, seed + i), run)) for i, p in enumerate(prompts)]
+    return list(await asyncio.gather(*futures))
 
 
 def _cut(out: Output, stops: list[str]) -> tuple[str, str]:
@@ -163,12 +166,12 @@ def _cut(out: Output, stops: list[str]) -> tuple[str, str]:
     return text, reason
 
 
-def _logprobs(batcher: Batcher, backend: Any, adapter: Adapter | None, shown: str, start: int,
+async def _logprobs(batcher: Batcher, backend: Any, adapter: Adapter | None, shown: str, start: int,
               context: str) -> dict[str, Any]:
     """Per-token log-probabilities of `shown`, scored after `context` (the prompt when it is not echoed)."""
     full = context + shown
     fut = batcher.submit(("logprobs", adapter), full, lambda texts: [token_logprobs(backend, t, adapter) for t in texts])
-    tokens, values, offsets = fut.result()
+    tokens, values, offsets = await asyncio.wrap_future(fut)
     keep = [i for i, o in enumerate(offsets) if o >= len(context)]
     return {"tokens": [tokens[i] for i in keep], "token_logprobs": [values[i] for i in keep],
             "top_logprobs": None, "text_offset": [offsets[i] - len(context) + start for i in keep]}

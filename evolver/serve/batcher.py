@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -26,9 +27,11 @@ class _Job:
 
 
 class Batcher:
-    def __init__(self, max_batch: int = 64, window_s: float = 0.003) -> None:
+    def __init__(self, max_batch: int = 64, gap_s: float = 0.005, max_wait_s: float = 0.1) -> None:
         self.max_batch = max_batch
-        self.window_s = window_s
+        self.gap_s = gap_s
+        self.max_wait_s = max_wait_s
+        self._last = 1  # size of the previous batch: about how many clients are waiting to send again
         self._q: queue.Queue[_Job | None] = queue.Queue()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="evolver-serve-model", daemon=True)
@@ -53,16 +56,22 @@ class Batcher:
             if first is None:
                 return
             jobs, stop = [first], False
-            # A short window gathers requests arriving together; while a batch runs, the next ones queue.
-            while len(jobs) < self.max_batch * 4:
+            # Clients answered by the previous batch send their next requests a few at a time: wait (up to
+            # `max_wait_s`) for as many as that batch held, then take whatever follows within `gap_s`.
+            # A lone client is answered at once; a crowd is served in full batches.
+            deadline = time.monotonic() + self.max_wait_s
+            while len(jobs) < self.max_batch:
+                left = deadline - time.monotonic()
+                wait = left if len(jobs) < self._last else min(self.gap_s, left)
                 try:
-                    j = self._q.get(timeout=self.window_s)
+                    j = self._q.get(timeout=wait) if wait > 0 else self._q.get_nowait()
                 except queue.Empty:
                     break
                 if j is None:
                     stop = True
                     break
                 jobs.append(j)
+            self._last = len(jobs)
             groups: dict[Hashable, list[_Job]] = {}
             for j in jobs:
                 groups.setdefault(j.key, []).append(j)
