@@ -93,6 +93,16 @@ class Daemon:
             cur = store.pointer("current")
             if cur is None or store.pointer("pinned") is not None:
                 return
+            g = store.generation(cur)
+            if g is not None and g.adapter_path:
+                from evolver.training.adapters import verify_adapter
+                from evolver.training.errors import AdapterError
+
+                try:
+                    verify_adapter(g.adapter_path, g.adapter_sha256)
+                except AdapterError as err:  # a served adapter that changed on disk: go back
+                    rollback(store, reason=f"re-evaluation: {err}", actor="daemon")
+                    return
             ctx = PhaseContext(cfg=self.cfg, store=store, generation=cur, parent=None, stop=self.stop)
             now = {b: {p_m: v for p_m, v in r["standard"].items()}
                    for b, r in evaluation.run(ctx, self.backends.get()).items()}
