@@ -250,7 +250,7 @@ def test_serve_command_fails_in_one_line(world: dict[str, Any], tmp_path: Path, 
     empty.parent.mkdir()
     empty.write_text("")
     r = cli("--config", empty, "serve")
-    assert r.exit_code == 1 and "no store at" in r.stderr and "evolver init" in r.stderr
+    assert r.exit_code == 1 and "no state folder at" in r.stderr and "evolver init" in r.stderr
     cfg = _config(world, tmp_path / "cfg")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -32,9 +32,9 @@ def register(app: typer.Typer) -> None:
 
             cfg = loaded_config(ctx)
             setup_logs(ctx, cfg)
-            store = open_store(cfg, create=False)
-            if store is None:
-                raise RuntimeFailure(f"no store at {cfg.state_dir / 'evolver.db'}; run `evolver init` (or the daemon) first")
+            if not cfg.state_dir.is_dir():
+                raise RuntimeFailure(f"no state folder at {cfg.state_dir}; run `evolver init` first")
+            store = open_store(cfg)  # before the first generation: an empty store, and 'current' is the base
             sock = _listen(host, port)
             base = resolve_base(cfg.config.model, cfg.root)
             try:
