@@ -9,12 +9,12 @@ PYTEST_ARGS ?=
 
 .PHONY: run test bootstrap bootstrap-dev
 
-# `run` checks the set-up, then shows the status. To evolve three generations instead, the last
-# line becomes: $(EVOLVER) run --generations 3
+# `run` evolves the embedded world for three generations with the daemon (state in ./state),
+# then prints the lineage. Run it again to go on from where the store stands.
+GENERATIONS ?= 3
 run: bootstrap
 	$(EVOLVER) config check evolver.toml
-	@test -f policies/default.toml && test -d evals && mkdir -p state
-	$(EVOLVER) status
+	$(EVOLVER) run --generations $(GENERATIONS)
 
 test: bootstrap-dev
 	$(VENV)/bin/python -m pytest -q -m "not gpu and not vllm" --timeout=$(PYTEST_TIMEOUT) $(PYTEST_ARGS)
