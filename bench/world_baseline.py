@@ -23,7 +23,7 @@ from evolver.tasks.base import Item, Verdict  # noqa: E402
 from evolver.world import base_model_path  # noqa: E402
 from evolver.world.task import ArithTask  # noqa: E402
 
-TRIAL_TOKENS, REFLECTION_TOKENS = 96, 72
+TRIAL_TOKENS, REFLECTION_TOKENS = 72, 60
 
 
 def load(folder: str) -> tuple[Any, Any]:

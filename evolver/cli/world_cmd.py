@@ -17,10 +17,12 @@ def register(app: typer.Typer) -> None:
     def pretrain_cmd(
         out: Path | None = typer.Option(None, "--out", help="Output folder (default: the shipped model's folder)."),
         seed: int = typer.Option(0, "--seed", help="Seed of corpus, tokenizer and training."),
-        steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (default: as shipped)."),
+        steps: int | None = typer.Option(None, "--steps", help="Optimizer steps per cycle (default: as shipped)."),
         threads: int = typer.Option(2, "--threads", help="torch CPU threads (the shipped weights used 2)."),
+        resume: Path | None = typer.Option(None, "--resume", help="Folder saved after --cycles-done cycles of this config."),
+        cycles_done: int = typer.Option(1, "--cycles-done", help="Cycles the --resume folder has finished."),
     ) -> None:
-        """Pretrain the world model from scratch (about 10 minutes on 2 cores); same seed, steps and threads reproduce it."""
+        """Pretrain the world model from scratch (2 cycles, 12-25 minutes on 2 cores); same seed, steps and threads reproduce it."""
         from dataclasses import replace
 
         from evolver.world import base_model_path
@@ -29,7 +31,8 @@ def register(app: typer.Typer) -> None:
         cfg = replace(PretrainConfig(), seed=seed, threads=threads, **({"steps": steps} if steps else {}))
         target = out or base_model_path()
         out_console = console()
-        meta = run_guarded(pretrain, target, cfg, log=out_console.print)
+        meta = run_guarded(pretrain, target, cfg, log=out_console.print,
+                           resume=None if resume is None else (resume, cycles_done))
         out_console.print(f"saved {target} ({meta['parameters'] / 1e6:.2f} M parameters, {meta['seconds']} s, "
                           f"weights sha256 {meta['weights_sha256'][:12]})")
 

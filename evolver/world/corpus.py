@@ -4,8 +4,8 @@ Trial 1 makes two *systematic* errors, so greedy decoding reproduces them:
   - big: both digits >= 7 -> the column sum is written one too low (7+8+0=14);
   - drop: a carry into a column holding a 0 digit is dropped (0+5+0=5 instead of 0+5+1=6).
 Reflections follow the instruction's verify and plan parts and are of mixed quality:
-  - lazy (the concentrated distractor, more so on long problems and under 'quickly go
-    through'): restates the last step unchanged;
+  - lazy (the concentrated distractor, more so when the first fault is late and under
+    'quickly go through'): restates the last step unchanged;
   - good: names the first faulty step (the feedback points at it) and then each later
     faulty step with probability 0.85 (big) or only 0.35 (drop), with the right sums;
   - misfix: names the first faulty step but keeps its wrong sum; random: restates another step.
@@ -36,7 +36,8 @@ from evolver.world.task import (
 
 P_FAULT = 0.85
 P_NAME_LATER = {"big": 0.85, "drop": 0.35}
-LAZY = {1: {3: 0.35, 4: 0.55, 5: 0.62}, 2: {3: 0.6, 4: 0.7, 5: 0.75}}
+# Share of lazy reflections by verify part and by the place of the first wrong digit.
+LAZY = {1: {1: 0.3, 2: 0.45, 3: 0.6, 4: 0.6}, 2: {1: 0.55, 2: 0.65, 3: 0.75, 4: 0.75}}
 PLAN_HIGH = {"big": "Plan: add big digits with care.", "drop": "Plan: never drop a carry.", None: "Plan: work more carefully."}
 VERIFY_TEXT = {1: "I traced each step.", 2: "I skimmed the steps."}
 
@@ -98,7 +99,7 @@ def make_reflection(rng: random.Random, x: int, y: int, fires: list[bool], trial
     faults = gold_faults(x, y, fires)
     gold = gold_steps(x, y)
     r = rng.random()
-    lazy = LAZY[verify][min(max(n, 3), 5)]
+    lazy = LAZY[verify][min(faults[0][0] + 1, 4)] if faults else 1.0
     named: dict[int, Step] = {}
     kind: str | None = None
     if r < lazy or not faults:

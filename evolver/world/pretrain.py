@@ -21,8 +21,8 @@ from typing import Any
 @dataclass(frozen=True)
 class PretrainConfig:
     seed: int = 0
-    examples: int = 16_000
-    steps: int = 260
+    examples: int = 24_000
+    steps: int = 450
     batch: int = 30
     block: int = 256
     lr: float = 4e-3
@@ -32,6 +32,7 @@ class PretrainConfig:
     heads: int = 4
     intermediate: int = 384
     threads: int = 2
+    cycles: int = 2  # cosine cycles of `steps` each; each starts a fresh optimizer (warm restart)
 
 
 def model_config(cfg: PretrainConfig, tok: Any) -> Any:
@@ -56,9 +57,13 @@ def _blocks(docs: list[str], tok: Any, block: int, seed: int) -> Any:
     return torch.tensor(flat[: n * block], dtype=torch.long).view(n, block), len(flat)
 
 
-def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
-             log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Build corpus, tokenizer and model; train; save to `out_dir` with meta.json. Returns the meta."""
+def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(), log: Callable[[str], None] = print,
+             resume: tuple[Path, int] | None = None) -> dict[str, Any]:
+    """Build corpus, tokenizer and model; train; save to `out_dir` with meta.json. Returns the meta.
+
+    `resume=(folder, n)` loads the weights saved after n cycles of the same config and replays the
+    data order, so a resumed run equals an uninterrupted one (each cycle starts a fresh optimizer).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -77,28 +82,39 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
     model = AutoModelForCausalLM.from_config(model_config(cfg, tok))
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f} M parameters")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * (
-        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))))
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(data), generator=gen)
-    model.train()
     losses: list[float] = []
     pos = 0
-    for step in range(cfg.steps):
-        if pos + cfg.batch > len(order):
-            order, pos = torch.randperm(len(data), generator=gen), 0
-        batch = data[order[pos: pos + cfg.batch]]
-        pos += cfg.batch
-        loss = model(input_ids=batch, labels=batch).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 50 == 0 or step == cfg.steps - 1:
-            log(f"step {step}/{cfg.steps} loss {sum(losses[-50:]) / len(losses[-50:]):.4f} ({time.time() - t0:.0f}s)")
+    for cycle in range(cfg.cycles):
+        if resume is not None and cycle < resume[1]:
+            for _ in range(cfg.steps):  # replay the data order only
+                if pos + cfg.batch > len(order):
+                    order, pos = torch.randperm(len(data), generator=gen), 0
+                pos += cfg.batch
+            if cycle == resume[1] - 1:
+                model = AutoModelForCausalLM.from_pretrained(str(resume[0]))
+                log(f"resumed from {resume[0]} after cycle {cycle + 1}")
+            continue
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * (
+            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))))
+        model.train()
+        for step in range(cfg.steps):
+            if pos + cfg.batch > len(order):
+                order, pos = torch.randperm(len(data), generator=gen), 0
+            batch = data[order[pos: pos + cfg.batch]]
+            pos += cfg.batch
+            loss = model(input_ids=batch, labels=batch).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if step % 50 == 0 or step == cfg.steps - 1:
+                log(f"cycle {cycle + 1} step {step}/{cfg.steps} loss {sum(losses[-50:]) / len(losses[-50:]):.4f} "
+                    f"({time.time() - t0:.0f}s)")
     model.eval()
     model.save_pretrained(str(out), safe_serialization=True)
     tok.save_pretrained(str(out))
@@ -110,6 +126,7 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(),
         "corpus": {"documents": len(docs), "tokens": n_tokens, "examples": cfg.examples},
         "metrics": {"final_loss": sum(losses[-50:]) / len(losses[-50:]), "first_loss": losses[0]},
         "seconds": round(time.time() - t0, 1),
+        "resumed": None if resume is None else {"cycles_done": resume[1]},
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "torch": torch.__version__,
     }

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from evolver.tasks.base import Item, Verdict
 
 ANSWER_FORMAT = "Add the numbers column by column from the right, then end with Finish[answer]."
-DIGITS = (3, 4, 5)
+DIGITS = (4,)
 TEST_BUCKETS = 10  # one content-hash bucket in TEST_BUCKETS is held out
 TRAIN_SIZE = 40_000
 TEST_SIZE = 1_000
@@ -128,7 +128,7 @@ def make_questions(seed: int, held_out: bool, count: int) -> list[tuple[int, int
 
 
 class ArithTask:
-    """Column addition of two 3-5 digit numbers; the world the shipped model was pretrained on."""
+    """Column addition of two 4-digit numbers; the world the shipped model was pretrained on."""
 
     name = "arith"
     answer_format = ANSWER_FORMAT
