@@ -52,3 +52,13 @@ def test_schedule_triggers(tmp_path: Path) -> None:
     assert isinstance(Daemon(_cfg(tmp_path, '[daemon]\nschedule = "cron"\ncron = "0 3 * * *"\n')).trigger(), CronTrigger)
     t = Daemon(_cfg(tmp_path, '[daemon]\nschedule = "interval"\ninterval_minutes = 90\n')).trigger()
     assert t.interval.total_seconds() == 90 * 60
+
+
+def test_pin_pauses_the_daemon_when_configured(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, '[policy]\nwhile_pinned = "pause"\n')
+    store = Store.open(cfg.state_dir / "evolver.db")
+    store.create_generation(0, None, "base", "h", "{}", status="base")
+    store.set_pointer("pinned", 0)
+    d = Daemon(cfg)
+    d.cycle(store)  # would load a model and run a generation if it did not pause
+    assert d.result.generations == [] and store.latest_generation().id == 0

@@ -113,11 +113,58 @@ def render(outcome: EvalOutcome, show_wrong: int = 0):  # noqa: ANN201 - a rich 
     return Group(*parts)
 
 
+def evaluate_generation(ctx: typer.Context, generation: int, benchmark: str | None) -> dict[str, Any]:
+    """Run (or read from the store) a generation's evaluation on one or every configured suite."""
+    from evolver.context import PhaseContext
+    from evolver.evaluation.run import evaluate_suite
+    from evolver.store import Store
+
+    cfg = loaded_config(ctx)
+    db = cfg.state_dir / "evolver.db"
+    if not db.exists():
+        raise UsageError(f"{db}: no store yet (run `evolver run` first)")
+    with Store.open(db) as store:
+        g = store.generation(generation)
+        if g is None:
+            raise UsageError(f"generation {generation} does not exist")
+        if g.status in ("failed", "running") and not store.eval_results(generation):
+            raise RuntimeFailure(f"gen-{generation:04d} is {g.status}; it has no model to evaluate")
+        suites = [benchmark] if benchmark else cfg.config.evaluation.benchmarks
+        pctx = PhaseContext(cfg=cfg, store=store, generation=generation, parent=g.parent_id)
+        backend = None
+        try:
+            from evolver.backends.factory import make_backend
+
+            out = {}
+            for suite in suites:
+                if backend is None:
+                    backend = make_backend(cfg)
+                out[suite] = evaluate_suite(pctx, suite, backend)
+            return out
+        finally:
+            if backend is not None:
+                backend.close()
+
+
+def render_generation(generation: int, results: dict[str, Any]):  # noqa: ANN201
+    from rich.table import Table
+
+    t = Table(title=f"gen-{generation:04d}")
+    for col in ("benchmark", "protocol", "acc@t1", "acc@t2", "parse rate"):
+        t.add_column(col, justify="left" if col in ("benchmark", "protocol") else "right")
+    for suite, protos in results.items():
+        for proto, m in protos.items():
+            fmt = lambda k: f"{100 * m[k]:.1f}" if k in m else "-"  # noqa: E731
+            t.add_row(suite, proto, fmt("acc@t1"), fmt("acc@t2"), fmt("parse_rate"))
+    return t
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_(
         ctx: typer.Context,
-        benchmark: str = typer.Option(..., "--benchmark", "-b", help="Suite name (a folder under the config's evals/) or a path to a suite folder or manifest."),
+        benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Suite name (a folder under the config's evals/) or a path to a suite folder or manifest; with --generation, default: evaluation.benchmarks."),
+        generation: int | None = typer.Option(None, "--generation", "-g", help="Evaluate this generation's model (cached in the store: a re-run is free)."),
         predictions: Path | None = typer.Option(None, "--predictions", "-p", help="JSONL of {\"id\": ..., \"output\": ...} to score."),
         limit: int | None = typer.Option(None, "--limit", min=1, help="Score only the suite's first N items."),
         split: str | None = typer.Option(None, "--split", help="Split to score (default: the manifest's)."),
@@ -125,13 +172,24 @@ def register(app: typer.Typer) -> None:
         show_wrong: int = typer.Option(0, "--show-wrong", min=0, help="Also list the first N wrong rows."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON (with every row's verdict)."),
     ) -> None:
-        """Score a benchmark suite's saved predictions with the suite's own scorer (no model is loaded).
+        """Evaluate a generation (acc@t1, acc@t2, paper protocol), or score saved predictions without a model.
 
         Unreadable prediction lines are listed on stderr as FILE:LINE: reason. Exit 1 when nothing could be scored.
         """
-        if predictions is None:
-            fail("model evaluation needs --generation N, which is not available yet; "
-                 "to score saved outputs pass --predictions FILE.jsonl", EXIT_USAGE, as_json)
+        if predictions is None and generation is None:
+            fail("give --generation N to evaluate a model, or --predictions FILE.jsonl to score saved outputs",
+                 EXIT_USAGE, as_json)
+        if predictions is not None and generation is not None:
+            fail("--generation and --predictions exclude each other", EXIT_USAGE, as_json)
+        if generation is not None:
+            results = run_guarded(evaluate_generation, ctx, generation, benchmark, as_json=as_json)
+            if as_json:
+                emit_json({"generation": generation, "results": results})
+            else:
+                console().print(render_generation(generation, results))
+            return
+        if benchmark is None:
+            fail("--predictions needs --benchmark", EXIT_USAGE, as_json)
 
         def body() -> EvalOutcome:
             cfg = loaded_config(ctx)

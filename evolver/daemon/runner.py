@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import threading
 import time
+from datetime import timedelta
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from evolver.daemon import lock
 from evolver.daemon.cycle import BackendHolder, run_generation
 from evolver.logs import get_logger
 from evolver.store import Store
+
+PAUSE_POLL_S = 30.0  # while paused by a pin, look again this often
 
 
 @dataclass
@@ -61,6 +64,11 @@ class Daemon:
     # -- jobs --------------------------------------------------------------------------------
     def cycle(self, store: Store) -> None:
         if self.stop.is_set() or self.done.is_set():
+            return
+        if self.cfg.config.policy.while_pinned == "pause" and store.pointer("pinned") is not None:
+            self.log.info("cycle.paused", reason="a generation is pinned and policy.while_pinned = 'pause'")
+            if self.cfg.config.daemon.schedule == "continuous" and self._sched is not None:
+                self._sched.modify_job("cycle", next_run_time=_now() + timedelta(seconds=PAUSE_POLL_S))
             return
         with self._busy:
             try:
