@@ -259,7 +259,7 @@ def test_eval_cli_table_limit_and_problems(tmp_path: Path, cli) -> None:  # noqa
 def test_eval_cli_errors(tmp_path: Path, cli) -> None:  # noqa: ANN001
     preds = write(tmp_path / "p.jsonl", '{"id": 1, "output": "x"}\n')
     result = cli("--benchmark", "logiqa")
-    assert result.exit_code == 2 and "model evaluation needs --generation" in result.output
+    assert result.exit_code == 2 and "give --generation N to evaluate a model" in result.output
     result = cli("--benchmark", "nope", "--predictions", str(preds))
     assert result.exit_code == 2 and "no suite 'nope'" in result.output
     write(tmp_path / "evals" / "logiqa" / "manifest.toml", (REPO / "evals" / "logiqa" / "manifest.toml").read_text())
