@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from evolver.reflection.instructions import Instruction, default_pool
-from evolver.reflection.prompts import reflect_prompt, retry_prompt, trial_prompt
+from evolver.reflection.prompts import SOLUTION_CUE, reflect_prompt, retry_prompt, trial_prompt
 from evolver.world.task import (
     ANSWER_FORMAT,
     Step,
@@ -168,15 +168,17 @@ def examples(seed: int, count: int) -> Iterator[Example]:
         yield make_example(rng, x, y, pool)
 
 
-def documents(seed: int, count: int, reflect_doc_share: float = 0.5) -> Iterator[str]:
-    """Texts without EOS: every trial doc, every retry doc, and a share of the reflection docs.
+def documents(seed: int, count: int, reflect_doc_share: float = 1.0) -> Iterator[tuple[str, str]]:
+    """(text without EOS, prefix trained without loss): every trial, reflection and retry doc.
 
-    A reflection doc is the retry doc's prefix plus EOS; a share of them is enough to teach the stop.
+    A retry doc starts with its reflection doc minus the EOS, so an LM trained on both could
+    not know whether a reflection ends; the retry doc's prompt is therefore trained without
+    loss and only reflection docs teach what follows a reflection (the EOS).
     """
     rng = random.Random(f"docs:{seed}")
     for ex in examples(seed, count):
-        yield ex.trial_doc
-        if ex.reflect_doc is not None:
+        yield ex.trial_doc, ""
+        if ex.reflect_doc is not None and ex.retry_doc is not None:
             if rng.random() < reflect_doc_share:
-                yield ex.reflect_doc
-            yield ex.retry_doc  # type: ignore[misc]
+                yield ex.reflect_doc, ""
+            yield ex.retry_doc, ex.retry_doc[: ex.retry_doc.rindex(SOLUTION_CUE) + len(SOLUTION_CUE)]

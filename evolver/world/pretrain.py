@@ -44,17 +44,23 @@ def model_config(cfg: PretrainConfig, tok: Any) -> Any:
                        bos_token_id=None, tie_word_embeddings=True, rms_norm_eps=1e-5)
 
 
-def _blocks(docs: list[str], tok: Any, block: int, seed: int) -> Any:
+def _blocks(docs: list[tuple[str, str]], tok: Any, block: int, seed: int) -> Any:
+    """Packed (ids, labels) blocks; a doc's no-loss prefix gets label -100."""
     import torch
 
     random.Random(f"pack:{seed}").shuffle(docs)
-    ids = tok(docs, add_special_tokens=False)["input_ids"]
+    ids = tok([d for d, _ in docs], add_special_tokens=False)["input_ids"]
+    pre = tok([p for _, p in docs], add_special_tokens=False)["input_ids"]
     flat: list[int] = []
-    for seq in ids:
+    labels: list[int] = []
+    for seq, p in zip(ids, pre):
         flat.extend(seq)
         flat.append(tok.eos_token_id)
+        labels.extend([-100] * len(p) + seq[len(p):])
+        labels.append(tok.eos_token_id)
     n = len(flat) // block
-    return torch.tensor(flat[: n * block], dtype=torch.long).view(n, block), len(flat)
+    view = (lambda xs: torch.tensor(xs[: n * block], dtype=torch.long).view(n, block))
+    return view(flat), view(labels), len(flat)
 
 
 def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(), log: Callable[[str], None] = print,
@@ -75,9 +81,9 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(), log: C
     torch.manual_seed(cfg.seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    docs = list(documents(cfg.seed, cfg.examples, reflect_doc_share=0.25))
-    tok = build_tokenizer(docs[:4000])
-    data, n_tokens = _blocks(docs, tok, cfg.block, cfg.seed)
+    docs = list(documents(cfg.seed, cfg.examples))
+    tok = build_tokenizer([d for d, _ in docs[:4000]])
+    data, targets, n_tokens = _blocks(docs, tok, cfg.block, cfg.seed)
     log(f"corpus: {len(docs)} documents, {n_tokens} tokens, {len(data)} blocks of {cfg.block}; vocab {len(tok)}")
     model = AutoModelForCausalLM.from_config(model_config(cfg, tok))
     n_params = sum(p.numel() for p in model.parameters())
@@ -103,9 +109,9 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(), log: C
         for step in range(cfg.steps):
             if pos + cfg.batch > len(order):
                 order, pos = torch.randperm(len(data), generator=gen), 0
-            batch = data[order[pos: pos + cfg.batch]]
+            rows = order[pos: pos + cfg.batch]
             pos += cfg.batch
-            loss = model(input_ids=batch, labels=batch).loss
+            loss = model(input_ids=data[rows], labels=targets[rows]).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
