@@ -16,6 +16,7 @@ class Sampling:
     temperature: float = 0.0
     top_p: float = 1.0
     max_new_tokens: int = 160
+    stop: tuple[str, ...] = ()  # stop strings: generation ends there, the string is not returned
 
     @property
     def greedy(self) -> bool:
@@ -38,6 +39,12 @@ class Output:
     tokens_in: int
     tokens_out: int
     finish_reason: str  # 'stop' | 'length'
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """The text before the first stop string, and whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
 
 
 class Backend(Protocol):

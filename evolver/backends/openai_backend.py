@@ -74,6 +74,8 @@ class OpenAIBackend:
         common: dict[str, Any] = {"model": model, "max_tokens": sampling.max_new_tokens,
                                   "temperature": 0.0 if sampling.greedy else sampling.temperature,
                                   "top_p": 1.0 if sampling.greedy else sampling.top_p}
+        if sampling.stop:
+            common["stop"] = list(sampling.stop)
         stop_ids = self._stop_token_ids()
         if stop_ids:
             common["stop_token_ids"] = stop_ids

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from evolver.backends.base import Adapter, Output, Sampling
+from evolver.backends.base import Adapter, Output, Sampling, cut_at_stop
 from evolver.config.schema import ModelConfig
 from evolver.models import ModelLoadError, load_causal_lm, load_tokenizer, pick_device
 
@@ -158,6 +158,9 @@ class TransformersBackend:
             max_new_tokens=sampling.max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
             pad_token_id=pad, eos_token_id=self.stop_ids, temperature=None, top_p=None, top_k=None,
         )
+        if sampling.stop:
+            kwargs["stop_strings"] = list(sampling.stop)
+            kwargs["tokenizer"] = self.tokenizer
         if not sampling.greedy:
             from transformers import LogitsProcessorList
 
@@ -176,5 +179,10 @@ class TransformersBackend:
                     break
             keep = [t for t in toks[:n] if t not in stop and t != pad]
             text = self.tokenizer.decode(keep, skip_special_tokens=True)
+            if sampling.stop:
+                text, hit = cut_at_stop(text, sampling.stop)
+                if hit:
+                    reason = "stop"
+                    n = len(self.tokenizer(text, add_special_tokens=False).input_ids)
             outs.append(Output(text=text, tokens_in=len(seqs[r]), tokens_out=n, finish_reason=reason))
         return outs

@@ -67,7 +67,7 @@ class VLLMBackend:
         params = [SamplingParams(
             temperature=0.0 if greedy else sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
             max_tokens=sampling.max_new_tokens, seed=int(s) % (2**63), stop_token_ids=self.stop_ids,
-            skip_special_tokens=True,
+            stop=list(sampling.stop) or None, skip_special_tokens=True,
         ) for s in seeds]
         enc = [self._encode(p) for p in prompts]
         results = self.llm.generate([{"prompt_token_ids": ids} for ids in enc], params,
