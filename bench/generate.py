@@ -23,7 +23,7 @@ from evolver.backends.base import Sampling
 from evolver.backends.transformers_backend import TransformersBackend
 from evolver.config.schema import ModelConfig
 from evolver.reflection import prompts
-from evolver.reflection.engine import LoopSpec, derive_seed, run_loop, uniform_picker
+from evolver.reflection.engine import REFLECTION_STOP, TRIAL_STOP, LoopSpec, _with_stop, derive_seed, run_loop, uniform_picker
 from evolver.reflection.instructions import default_pool
 from evolver.store import Store
 
@@ -51,12 +51,13 @@ def sequential(backend: TransformersBackend, task, items, spec: LoopSpec, db: Pa
     store = Store.open(db)
     store.create_generation(1, None, "bench", "h", "{}")
     tokens = 0
+    trial, reflect = _with_stop(spec.trial, TRIAL_STOP), _with_stop(spec.reflect, REFLECTION_STOP)
     t0 = time.perf_counter()
     for it in items:
         qid = store.upsert_questions([{"source": task.name, "external_id": it.id, "text": it.text, "gold": it.gold}])[it.id]
         qkey = f"{task.name}:{it.id}"
         p1 = prompts.trial_prompt(task.answer_format, it.text)
-        o1 = backend.generate([p1], spec.trial, [derive_seed(spec.seed, 1, spec.purpose, "trial", qkey, 1, 0)])[0]
+        o1 = backend.generate([p1], trial, [derive_seed(spec.seed, 1, spec.purpose, "trial", qkey, 1, 0)])[0]
         tokens += o1.tokens_out
         v1 = task.score(it, o1.text)
         rows = [dict(generation_id=1, purpose="seq", question_id=qid, trial=1, branch=0, backend="t", model_ref="m",
@@ -66,8 +67,8 @@ def sequential(backend: TransformersBackend, task, items, spec: LoopSpec, db: Pa
             for b in range(spec.k):
                 ins = spec.pick(qkey, 1, b)
                 rp = prompts.reflect_prompt(task.answer_format, it.text, o1.text, v1.feedback, ins.text)
-                r = backend.generate([rp], spec.reflect, [derive_seed(spec.seed, 1, spec.purpose, "reflect", qkey, 1, b)])[0]
-                o2 = backend.generate([prompts.retry_prompt(rp, r.text)], spec.trial,
+                r = backend.generate([rp], reflect, [derive_seed(spec.seed, 1, spec.purpose, "reflect", qkey, 1, b)])[0]
+                o2 = backend.generate([prompts.retry_prompt(rp, r.text)], trial,
                                       [derive_seed(spec.seed, 1, spec.purpose, "trial", qkey, 2, b)])[0]
                 tokens += r.tokens_out + o2.tokens_out
                 v2 = task.score(it, o2.text)
