@@ -1,0 +1,48 @@
+"""The generate + harvest phases end to end on the embedded world's real base model (slow, one test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evolver.config import load_config
+from evolver.context import PhaseContext
+from evolver.reflection import generate, harvest
+from evolver.store import Store
+from evolver.world import base_model_path
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (base_model_path() / "config.json").is_file(), reason="no shipped world model")]
+
+
+def test_generate_phase_on_the_world_fills_the_store_once(tmp_path: Path, repo_root: Path) -> None:
+    cfg_path = tmp_path / "evolver.toml"
+    cfg_path.write_text(f'state_dir = "state"\n[reflection]\npool_size = 200\nk = 2\n[generation]\nbatch_size = 100\n')
+    (tmp_path / "evals").symlink_to(repo_root / "evals")
+    cfg = load_config(cfg_path)
+    store = Store.open(cfg.state_dir / "evolver.db")
+    store.create_generation(0, None, "embedded", "h", "{}", status="base")
+    store.create_generation(1, 0, "embedded", "h", "{}")
+    ctx = PhaseContext(cfg=cfg, store=store, generation=1, parent=0)
+    from evolver.backends.factory import make_backend
+
+    backend = make_backend(cfg)
+    detail = generate.run(ctx, backend)
+    snap = harvest.run(ctx, backend)
+    attempts = store.attempts(1, "pool")
+    t1 = [a for a in attempts if a.trial == 1]
+    assert len(t1) == 200 == detail["questions"]
+    wrong = [a for a in t1 if not a.correct]
+    refl = store.reflections(1, "pool")
+    assert len(refl) == 2 * len(wrong)
+    assert all(r.next_attempt_id is not None for r in refl)
+    assert sum(a.reason != "unparsed" for a in t1) >= 0.95 * len(t1)
+    for kind in ("D+", "D-", "D±", "Dpref", "T1"):
+        assert store.find_dataset(1, kind) is not None, kind
+    assert snap["D+"]["rows"] == sum(bool(r.success) for r in refl)
+    assert snap["D+"]["rows"] > 0
+    before = store.counts()
+    generate.run(ctx, backend)
+    harvest.run(ctx, backend)
+    assert store.counts() == before
