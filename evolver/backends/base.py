@@ -47,6 +47,19 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def wants_chat(tokenizer: object, style: str) -> bool:
+    """'chat' always, 'plain' never, 'auto' when the tokenizer has a chat template."""
+    return style == "chat" or (style == "auto" and bool(getattr(tokenizer, "chat_template", None)))
+
+
+def render_user_turn(tokenizer: object, text: str, chat: bool) -> str:
+    """The exact prompt for a user text: itself, or one user turn through the chat template."""
+    if not chat:
+        return text
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,  # type: ignore[attr-defined]
+                                         add_generation_prompt=True)
+
+
 class Backend(Protocol):
     name: str
 

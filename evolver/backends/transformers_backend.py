@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from evolver.backends.base import Adapter, Output, Sampling, cut_at_stop
+from evolver.backends.base import Adapter, Output, Sampling, cut_at_stop, render_user_turn, wants_chat
 from evolver.config.schema import ModelConfig
 from evolver.models import ModelLoadError, load_causal_lm, load_tokenizer, pick_device
 
@@ -57,7 +57,7 @@ class TransformersBackend:
         self.device = pick_device(model_cfg)
         self.tokenizer = load_tokenizer(base_ref, model_cfg.revision)
         style = model_cfg.prompt_style
-        self.chat = style == "chat" or (style == "auto" and bool(getattr(self.tokenizer, "chat_template", None)))
+        self.chat = wants_chat(self.tokenizer, style)
         self._base = load_causal_lm(base_ref, model_cfg, self.device)
         self._model: Any = self._base
         self._adapter: Adapter | None = None
@@ -65,10 +65,7 @@ class TransformersBackend:
 
     # -- interface ---------------------------------------------------------------------------
     def render(self, text: str) -> str:
-        if not self.chat:
-            return text
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                  add_generation_prompt=True)
+        return render_user_turn(self.tokenizer, text, self.chat)
 
     def generate(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int],
                  adapter: Adapter | None = None) -> list[Output]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evolver.backends.base import Adapter, Output, Sampling
+from evolver.backends.base import Adapter, Output, Sampling, render_user_turn, wants_chat
 from evolver.backends.transformers_backend import END_OF_TURN
 from evolver.config.schema import ModelConfig, VLLMBackendConfig
 from evolver.models import ModelLoadError, pick_device
@@ -44,16 +44,13 @@ class VLLMBackend:
                                  f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''})") from None
         self.tokenizer = self.llm.get_tokenizer()
         style = model_cfg.prompt_style
-        self.chat = style == "chat" or (style == "auto" and bool(getattr(self.tokenizer, "chat_template", None)))
+        self.chat = wants_chat(self.tokenizer, style)
         self.stop_ids = self._stop_ids()
         self._adapters: dict[str, Adapter] = {}
 
     # -- interface ---------------------------------------------------------------------------
     def render(self, text: str) -> str:
-        if not self.chat:
-            return text
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                  add_generation_prompt=True)
+        return render_user_turn(self.tokenizer, text, self.chat)
 
     def generate(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int],
                  adapter: Adapter | None = None) -> list[Output]:

@@ -112,15 +112,19 @@ def load_config(path: str | Path | None) -> LoadedConfig:
     if path is None:
         return LoadedConfig(EvolverConfig(), None)
     p = Path(path).expanduser()
+    return LoadedConfig(validate(read_toml(p, "config"), str(p)), p.resolve())
+
+
+def read_toml(p: Path, what: str, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """A TOML file as a dict, or `error` with one line: missing file, bad TOML, not UTF-8."""
     if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+        raise error(f"{p}: {what} file not found")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{p}: invalid TOML: {err}") from None
+        raise error(f"{p}: invalid TOML: {err}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text") from None
-    return LoadedConfig(validate(data, str(p)), p.resolve())
+        raise error(f"{p}: not UTF-8 text") from None
 
 
 def _descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str]:

@@ -7,14 +7,13 @@ Unknown keys are errors, so a typo never silently loosens a policy.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evolver.config import ConfigError
-from evolver.config.load import _format_error
+from evolver.config.load import _format_error, read_toml
 
 
 class PolicyFileError(ConfigError):
@@ -67,12 +66,4 @@ def parse_policy(data: dict, source: str = "<policy>") -> Policy:
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy TOML; every problem is one line naming the file and key."""
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise PolicyFileError(f"{p}: policy file not found")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise PolicyFileError(f"{p}: invalid TOML: {err}") from None
-    except UnicodeDecodeError:
-        raise PolicyFileError(f"{p}: not UTF-8 text") from None
-    return parse_policy(data, str(p))
+    return parse_policy(read_toml(p, "policy", PolicyFileError), str(p))
