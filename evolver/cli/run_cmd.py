@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = run_guarded(loaded_config, ctx)
         setup_logs(ctx, cfg)
+        _quiet_libraries()
         out = console()
         bars = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=out, transient=True)
@@ -49,6 +50,19 @@ def register(app: typer.Typer) -> None:
 
         print_lineage(cfg, out)
         out.print("next: evolver status · evolver lineage · evolver show N · evolver tui")
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bars and logs tell the story; per-load bars and deprecation notes of the
+    libraries would bury them in a run that lasts weeks."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def _raise(err: Exception) -> None:
