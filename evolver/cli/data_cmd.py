@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Load public ReflectEvo data into the store as seed data, with its source recorded."""
-        from evolver.reflection.interchange import ImportError_, import_file
+        from evolver.reflection.interchange import InterchangeError, import_file
 
         def body():  # noqa: ANN202
             if fmt != "reflectevo":
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
             with open_store(cfg) as store:
                 try:
                     return import_file(store, path, kind, on_error)
-                except ImportError_ as err:
+                except InterchangeError as err:
                     raise UsageError(str(err)) from None
 
         rep = run_guarded(body, as_json=as_json)

@@ -65,7 +65,7 @@ def evaluate_suite(ctx: PhaseContext, suite: str, backend: Backend) -> dict[str,
     key = eval_hash(ctx, suite)
     cached = {(r.protocol, r.metric): r.value for r in store.eval_results(gen, suite) if r.config_hash == key}
     protocols = ["standard"] + (["paper"] if c.evaluation.paper_protocol and gen != BASE_GENERATION else [])
-    if all(("standard" if p == "standard" else p, "acc@t2") in cached for p in protocols):
+    if all((p, "acc@t2") in cached for p in protocols):
         return {p: {m: v for (pp, m), v in cached.items() if pp == p} for p in protocols}
     task = load_task(ctx.cfg, suite)
     items = register_items(store, task, task.load("test", suite_limit(ctx.cfg, suite)))

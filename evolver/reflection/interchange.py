@@ -37,7 +37,7 @@ REQUIRED = {"D+": ("question", "reflections", "second_trial_reasoning"),
 FILE_NAMES = {"D+": "D+.jsonl", "D±": "D+-.jsonl", "Dpref": "Dpref.jsonl"}
 
 
-class ImportError_(Exception):
+class InterchangeError(Exception):
     """An import refused as a whole; the message lists the first problems (file:line: reason)."""
 
 
@@ -87,7 +87,7 @@ def guess_kind(path: Path, first: dict[str, Any]) -> str:
 def read_rows(path: Path, kind: str | None) -> tuple[str, list[dict[str, Any]], list[str]]:
     """Parse a JSONL file; returns (kind, good rows, problems as 'file:line: reason')."""
     if not path.is_file():
-        raise ImportError_(f"{path}: file not found")
+        raise InterchangeError(f"{path}: file not found")
     records: list[tuple[int, dict[str, Any]]] = []
     problems: list[str] = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -103,10 +103,10 @@ def read_rows(path: Path, kind: str | None) -> tuple[str, list[dict[str, Any]], 
             continue
         records.append((n, rec))
     if not records:
-        raise ImportError_(f"{path}: no records" + (f" ({problems[0]})" if problems else ""))
+        raise InterchangeError(f"{path}: no records" + (f" ({problems[0]})" if problems else ""))
     kind = kind or guess_kind(path, records[0][1])
     if kind not in FIELDS:
-        raise ImportError_(f"{path}: unknown kind {kind!r} (expected D+, D± or Dpref)")
+        raise InterchangeError(f"{path}: unknown kind {kind!r} (expected D+, D± or Dpref)")
     rows = []
     for n, rec in records:
         missing = [f for f in REQUIRED[kind] if f not in rec]
@@ -127,7 +127,7 @@ def import_file(store: Store, path: str | Path, kind: str | None = None, on_erro
     report = ImportReport(p, kind, problems=problems)
     if problems and on_error == "abort":
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ImportError_(f"{problems[0]}{more}; nothing imported (use --on-error skip to skip bad rows)")
+        raise InterchangeError(f"{problems[0]}{more}; nothing imported (use --on-error skip to skip bad rows)")
     report.dataset_id, report.sha256 = store.put_dataset(None, kind, f"import:{p.resolve()}", rows)
     report.imported = len(rows)
     return report
