@@ -14,7 +14,6 @@ import sqlite3
 import threading
 import time
 from datetime import timedelta
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,10 +198,3 @@ def _now() -> Any:
 
     return datetime.now(timezone.utc)
 
-
-def run_daemon(cfg: LoadedConfig, generations: int | None, progress: Progress | None = None,
-               on_start: Callable[[], None] | None = None) -> RunResult:
-    daemon = Daemon(cfg, generations, progress)
-    if on_start:
-        on_start()
-    return daemon.run()
