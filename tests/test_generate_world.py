@@ -46,3 +46,28 @@ def test_generate_phase_on_the_world_fills_the_store_once(tmp_path: Path, repo_r
     generate.run(ctx, backend)
     harvest.run(ctx, backend)
     assert store.counts() == before
+
+
+def test_generation_zero_can_use_a_reflection(tmp_path: Path, repo_root: Path) -> None:
+    """Issue #3's bar on the held-out split, through `evolver eval`: acc@t1 in 25-65 %, parse >= 95 %,
+    one greedy reflect -> correct round worth >= 3 points."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from evolver.cli.app import app
+    from evolver.evaluation.run import purpose
+
+    (tmp_path / "evals").symlink_to(repo_root / "evals")
+    (tmp_path / "policies").symlink_to(repo_root / "policies")
+    (tmp_path / "evolver.toml").write_text('state_dir = "state"\n[generation]\nbatch_size = 100\n')
+    with Store.open(tmp_path / "state" / "evolver.db") as s:
+        s.create_generation(0, None, "embedded", "h", "{}", status="base")
+    r = CliRunner().invoke(app, ["-c", str(tmp_path / "evolver.toml"), "eval", "--generation", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)["results"]["arith"]["standard"]
+    assert 0.25 <= res["acc@t1"] <= 0.65
+    assert res["acc@t2"] >= res["acc@t1"] + 0.03
+    with Store.open(tmp_path / "state" / "evolver.db") as s:
+        t1 = [a for a in s.attempts(0, purpose("arith", "standard")) if a.trial == 1]
+    assert len(t1) >= 500 and res["parse_rate"] >= 0.95

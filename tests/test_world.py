@@ -87,6 +87,10 @@ def test_documents_use_the_shared_templates() -> None:
     instruction = prompt.split("\nInstruction: ")[1]
     fb = prompt.split("Verdict: incorrect. ")[1].split("\n")[0]
     assert prompt + "\nReflection:" == reflect_prompt(ArithTask.answer_format, q, failed, fb, instruction)
+    # every reflection first copies the feedback's place, so naming the step is a local decision
+    for e in (e for e in examples(0, 200) if e.reflect_doc):
+        place = e.reflect_doc.split("first at place ")[1].split(".")[0]
+        assert f"The first wrong digit is at place {place}. Step " in e.reflect_doc.rsplit("\nReflection:", 1)[1]
 
 
 def _shipped() -> Path:
@@ -135,3 +139,29 @@ def test_missing_or_corrupt_model_folder_is_one_clear_error(tmp_path: Path) -> N
     with pytest.raises(ModelLoadError, match="no config.json"):
         load_causal_lm(str(broken), ModelConfig(device="cpu"))
 
+
+
+def test_pretraining_rows_hold_whole_documents() -> None:
+    """No document is split across rows: a retry cut from its question would teach invented digits."""
+    from evolver.world.corpus import documents
+    from evolver.world.pretrain import _blocks
+
+    tok = load_tokenizer(str(_shipped()))
+    docs = list(documents(3, 120))
+    data, targets, n_tokens = _blocks(list(docs), tok, 512, seed=3)
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    found: list[str] = []
+    for row, lab in zip(data.tolist(), targets.tolist()):
+        assert row[0] != pad  # every row starts at a document's first token
+        end = len(row) - next(i for i, t in enumerate(reversed(row)) if t != pad)
+        assert row[end - 1] == eos and all(t == -100 for t in lab[end:])
+        start = 0
+        for i in [i for i in range(end) if row[i] == eos]:
+            found.append(tok.decode(row[start:i]))
+            start = i + 1
+    assert sorted(found) == sorted(d for d, _ in docs)
+    assert n_tokens == sum(len(tok(d, add_special_tokens=False)["input_ids"]) + 1 for d, _ in docs)
+    # a retry document's prompt carries no loss; its trial 2 and EOS do
+    retry = next(d for d, p in docs if p)
+    row_i = next(i for i, r in enumerate(data.tolist()) if tok.decode(r).find(retry[:200]) >= 0)
+    assert (targets[row_i] != -100).sum() < (data[row_i] != pad).sum()

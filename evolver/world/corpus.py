@@ -3,7 +3,8 @@
 Trial 1 makes two *systematic* errors, so greedy decoding reproduces them:
   - big: both digits >= 7 -> the column sum is written one too low (7+8+0=14);
   - drop: a carry into a column holding a 0 digit is dropped (0+5+0=5 instead of 0+5+1=6).
-Reflections follow the instruction's verify and plan parts and are of mixed quality:
+Reflections follow the instruction's verify and plan parts, first copy the place of the first
+wrong digit from the feedback (so which step to name is a local decision), and are of mixed quality:
   - lazy (the concentrated distractor, more so when the first fault is late and under
     'quickly go through'): restates the last step unchanged;
   - good: names the first faulty step (the feedback points at it) and then each later
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from evolver.reflection.instructions import Instruction, default_pool
-from evolver.reflection.prompts import SOLUTION_CUE, reflect_prompt, retry_prompt, trial_prompt
+from evolver.reflection.prompts import REFLECTION_CUE, SOLUTION_CUE, reflect_prompt, retry_prompt, trial_prompt
 from evolver.world.task import (
     ANSWER_FORMAT,
     Step,
@@ -37,7 +38,7 @@ from evolver.world.task import (
 P_FAULT = 0.85
 P_NAME_LATER = {"big": 0.85, "drop": 0.35}
 # Share of lazy reflections by verify part and by the place of the first wrong digit.
-LAZY = {1: {1: 0.3, 2: 0.45, 3: 0.6, 4: 0.6}, 2: {1: 0.55, 2: 0.65, 3: 0.75, 4: 0.75}}
+LAZY = {1: {1: 0.2, 2: 0.6, 3: 0.65, 4: 0.65}, 2: {1: 0.6, 2: 0.7, 3: 0.75, 4: 0.75}}
 PLAN_HIGH = {"big": "Plan: add big digits with care.", "drop": "Plan: never drop a carry.", None: "Plan: work more carefully."}
 VERIFY_TEXT = {1: "I traced each step.", 2: "I skimmed the steps."}
 
@@ -125,7 +126,8 @@ def make_reflection(rng: random.Random, x: int, y: int, fires: list[bool], trial
     diag = " ".join(_step_sentence(i, named[i]) for i in sorted(named))
     plan_text = PLAN_HIGH[kind] if plan == 1 else f"Plan: redo from step {min(named) + 1}."
     complete = quality == "good" and all(i in named for i, _ in faults)
-    return Reflection(f" {VERIFY_TEXT[verify]} {diag} {plan_text}", named,
+    place = f" The first wrong digit is at place {faults[0][0] + 1}." if faults else ""
+    return Reflection(f" {VERIFY_TEXT[verify]}{place} {diag} {plan_text}", named,
                       "good_all" if complete else ("good_part" if quality == "good" else quality))
 
 
@@ -173,12 +175,14 @@ def documents(seed: int, count: int, reflect_doc_share: float = 1.0) -> Iterator
 
     A retry doc starts with its reflection doc minus the EOS, so an LM trained on both could
     not know whether a reflection ends; the retry doc's prompt is therefore trained without
-    loss and only reflection docs teach what follows a reflection (the EOS).
+    loss and only reflection docs teach what follows a reflection (the EOS). A reflection
+    doc's prompt repeats a trial doc, so only its reflection carries loss: the capacity goes
+    to the decisions that matter (which step, which sum).
     """
     rng = random.Random(f"docs:{seed}")
     for ex in examples(seed, count):
         yield ex.trial_doc, ""
         if ex.reflect_doc is not None and ex.retry_doc is not None:
             if rng.random() < reflect_doc_share:
-                yield ex.reflect_doc, ""
+                yield ex.reflect_doc, ex.reflect_doc[: ex.reflect_doc.rindex(REFLECTION_CUE) + len(REFLECTION_CUE)]
             yield ex.retry_doc, ex.retry_doc[: ex.retry_doc.rindex(SOLUTION_CUE) + len(SOLUTION_CUE)]

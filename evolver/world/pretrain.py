@@ -1,8 +1,8 @@
 """Pretrain the generation-0 world model from scratch: a plain PyTorch loop over packed documents.
 
-Documents are exactly prompt + output + EOS (see corpus.py); packing them into fixed
-blocks keeps every step the same cost. Seeded end to end: with the same seed, steps and
-thread count the run reproduces the shipped weights.
+Documents are exactly prompt + output + EOS (see corpus.py); whole documents are packed into
+fixed rows, so every step costs the same and no document loses its beginning. Seeded end to
+end: with the same seed, steps and thread count the run reproduces the shipped weights.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 class PretrainConfig:
     seed: int = 0
     examples: int = 24_000
-    steps: int = 450
-    batch: int = 30
-    block: int = 256
+    steps: int = 750
+    batch: int = 15
+    block: int = 512
     lr: float = 4e-3
     warmup: int = 20
     hidden: int = 128
@@ -45,22 +45,36 @@ def model_config(cfg: PretrainConfig, tok: Any) -> Any:
 
 
 def _blocks(docs: list[tuple[str, str]], tok: Any, block: int, seed: int) -> Any:
-    """Packed (ids, labels) blocks; a doc's no-loss prefix gets label -100."""
+    """Rows of whole documents (ids, labels), padded at the end; a doc's no-loss prefix gets label -100.
+
+    Documents are never split across rows: a retry document cut in two would train trial 2
+    without its question in view, and the model would learn to invent the digits it copies.
+    """
     import torch
 
     random.Random(f"pack:{seed}").shuffle(docs)
     ids = tok([d for d, _ in docs], add_special_tokens=False)["input_ids"]
     pre = tok([p for _, p in docs], add_special_tokens=False)["input_ids"]
-    flat: list[int] = []
-    labels: list[int] = []
+    rows: list[tuple[list[int], list[int]]] = []
+    cur: list[int] = []
+    lab: list[int] = []
+    n_tokens = 0
     for seq, p in zip(ids, pre):
-        flat.extend(seq)
-        flat.append(tok.eos_token_id)
-        labels.extend([-100] * len(p) + seq[len(p):])
-        labels.append(tok.eos_token_id)
-    n = len(flat) // block
-    view = (lambda xs: torch.tensor(xs[: n * block], dtype=torch.long).view(n, block))
-    return view(flat), view(labels), len(flat)
+        doc = seq + [tok.eos_token_id]
+        if len(doc) > block:
+            raise ValueError(f"a {len(doc)}-token document does not fit a {block}-token row")
+        if len(cur) + len(doc) > block:
+            rows.append((cur, lab))
+            cur, lab = [], []
+        cur = cur + doc
+        lab = lab + [-100] * len(p) + doc[len(p):]
+        n_tokens += len(doc)
+    if cur:
+        rows.append((cur, lab))
+    pad = tok.pad_token_id
+    data = torch.tensor([r + [pad] * (block - len(r)) for r, _ in rows], dtype=torch.long)
+    targets = torch.tensor([lb + [-100] * (block - len(lb)) for _, lb in rows], dtype=torch.long)
+    return data, targets, n_tokens
 
 
 def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(), log: Callable[[str], None] = print,
