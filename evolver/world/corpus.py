@@ -39,7 +39,8 @@ P_FAULT = 0.85
 P_NAME_LATER = {"big": 0.85, "drop": 0.35}
 # Share of lazy reflections by verify part and by the place of the first wrong digit.
 LAZY = {1: {1: 0.2, 2: 0.6, 3: 0.65, 4: 0.65}, 2: {1: 0.6, 2: 0.7, 3: 0.75, 4: 0.75}}
-PLAN_HIGH = {"big": "Plan: add big digits with care.", "drop": "Plan: never drop a carry.", None: "Plan: work more carefully."}
+PLAN_HIGH = {"big": "Plan: add big digits with care.", "drop": "Plan: never drop a carry.",
+             None: "Plan: work more carefully."}
 VERIFY_TEXT = {1: "I traced each step.", 2: "I skimmed the steps."}
 
 
