@@ -23,7 +23,7 @@ from evolver.backends.base import Sampling
 from evolver.backends.transformers_backend import TransformersBackend
 from evolver.config.schema import ModelConfig
 from evolver.reflection import prompts
-from evolver.reflection.engine import REFLECTION_STOP, TRIAL_STOP, LoopSpec, _with_stop, derive_seed, run_loop, uniform_picker
+from evolver.reflection.engine import REFLECTION_STOP, TRIAL_STOP, LoopSpec, derive_seed, run_loop, uniform_picker, with_stop
 from evolver.reflection.instructions import default_pool
 from evolver.store import Store
 
@@ -51,7 +51,7 @@ def sequential(backend: TransformersBackend, task, items, spec: LoopSpec, db: Pa
     store = Store.open(db)
     store.create_generation(1, None, "bench", "h", "{}")
     tokens = 0
-    trial, reflect = _with_stop(spec.trial, TRIAL_STOP), _with_stop(spec.reflect, REFLECTION_STOP)
+    trial, reflect = with_stop(spec.trial, TRIAL_STOP), with_stop(spec.reflect, REFLECTION_STOP)
     t0 = time.perf_counter()
     for it in items:
         qid = store.upsert_questions([{"source": task.name, "external_id": it.id, "text": it.text, "gold": it.gold}])[it.id]

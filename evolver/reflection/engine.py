@@ -12,7 +12,7 @@ import hashlib
 import json
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from evolver.backends.base import Adapter, Backend, Sampling
 from evolver.reflection import prompts
@@ -80,8 +80,9 @@ REFLECTION_STOP = (prompts.SOLUTION_CUE,)
 TRIAL_STOP = ("\nQuestion:", "\nVerdict:")
 
 
-def _with_stop(s: Sampling, stop: tuple[str, ...]) -> Sampling:
-    return Sampling(s.temperature, s.top_p, s.max_new_tokens, tuple(dict.fromkeys(s.stop + stop)))
+def with_stop(s: Sampling, stop: tuple[str, ...]) -> Sampling:
+    """`s` that also ends at `stop` (each stop string once)."""
+    return replace(s, stop=tuple(dict.fromkeys(s.stop + stop)))
 
 
 def _sampling_json(s: Sampling) -> str:
@@ -142,7 +143,7 @@ class _Loop:
         for chunk in self._chunks(todo, "trial 1"):
             sent = [self.backend.render(prompts.trial_prompt(self.task.answer_format, self.items[q].text)) for q in chunk]
             seeds = [self._seed("trial", q, 1, 0) for q in chunk]
-            outs = self.backend.generate(sent, _with_stop(self.spec.trial, TRIAL_STOP), seeds, self.adapter)
+            outs = self.backend.generate(sent, with_stop(self.spec.trial, TRIAL_STOP), seeds, self.adapter)
             rows = []
             for q, p, s, o in zip(chunk, sent, seeds, outs):
                 v = self.task.score(self.items[q], o.text)
@@ -184,7 +185,7 @@ class _Loop:
             instrs = [self.spec.pick(self._qkey(f.question_id), rnd, b) for f, b in chunk]
             sent = [self.backend.render(self._reflect_text(f, ins)) for (f, _b), ins in zip(chunk, instrs)]
             seeds = [self._seed("reflect", f.question_id, rnd, b) for f, b in chunk]
-            outs = self.backend.generate(sent, _with_stop(self.spec.reflect, REFLECTION_STOP), seeds, self.adapter)
+            outs = self.backend.generate(sent, with_stop(self.spec.reflect, REFLECTION_STOP), seeds, self.adapter)
             rows = [dict(generation_id=self.gen, purpose=self.spec.purpose, attempt_id=f.attempt_id, branch=b,
                          instruction_id=ins.id, model_ref=self.model_ref, sampling=_sampling_json(self.spec.reflect),
                          seed=s, prompt=p, text=o.text, tokens_out=o.tokens_out)
@@ -222,7 +223,7 @@ class _Loop:
                     raw = self._reflect_text(_Failed(a.id, a.question_id, a.output, a.feedback or ""), ins)
                     sent.append(self.backend.render(prompts.retry_prompt(raw, r.text)))
                 seeds = [self._seed("trial", by_id[r.id].question_id, rnd + 1, r.branch) for r in need]
-                outs = self.backend.generate(sent, _with_stop(self.spec.trial, TRIAL_STOP), seeds, self.adapter)
+                outs = self.backend.generate(sent, with_stop(self.spec.trial, TRIAL_STOP), seeds, self.adapter)
                 for r, p, s, o in zip(need, sent, seeds, outs):
                     qid = by_id[r.id].question_id
                     v = self.task.score(self.items[qid], o.text)

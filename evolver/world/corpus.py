@@ -171,7 +171,7 @@ def examples(seed: int, count: int) -> Iterator[Example]:
         yield make_example(rng, x, y, pool)
 
 
-def documents(seed: int, count: int, reflect_doc_share: float = 1.0) -> Iterator[tuple[str, str]]:
+def documents(seed: int, count: int) -> Iterator[tuple[str, str]]:
     """(text without EOS, prefix trained without loss): every trial, reflection and retry doc.
 
     A retry doc starts with its reflection doc minus the EOS, so an LM trained on both could
@@ -180,10 +180,8 @@ def documents(seed: int, count: int, reflect_doc_share: float = 1.0) -> Iterator
     doc's prompt repeats a trial doc, so only its reflection carries loss: the capacity goes
     to the decisions that matter (which step, which sum).
     """
-    rng = random.Random(f"docs:{seed}")
     for ex in examples(seed, count):
         yield ex.trial_doc, ""
         if ex.reflect_doc is not None and ex.retry_doc is not None:
-            if rng.random() < reflect_doc_share:
-                yield ex.reflect_doc, ex.reflect_doc[: ex.reflect_doc.rindex(REFLECTION_CUE) + len(REFLECTION_CUE)]
+            yield ex.reflect_doc, ex.reflect_doc[: ex.reflect_doc.rindex(REFLECTION_CUE) + len(REFLECTION_CUE)]
             yield ex.retry_doc, ex.retry_doc[: ex.retry_doc.rindex(SOLUTION_CUE) + len(SOLUTION_CUE)]

@@ -66,8 +66,8 @@ def _blocks(docs: list[tuple[str, str]], tok: Any, block: int, seed: int) -> Any
         if len(cur) + len(doc) > block:
             rows.append((cur, lab))
             cur, lab = [], []
-        cur = cur + doc
-        lab = lab + [-100] * len(p) + doc[len(p):]
+        cur.extend(doc)
+        lab.extend([-100] * len(p) + doc[len(p):])
         n_tokens += len(doc)
     if cur:
         rows.append((cur, lab))
