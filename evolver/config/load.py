@@ -81,7 +81,8 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if not isinstance(p, str) or p.isidentifier())
 
 
-def _format_error(source: str, err: ValidationError) -> str:
+def format_validation_error(source: str, err: ValidationError) -> str:
+    """The first validation error as one line naming the source and the key path (shared by config and policy files)."""
     errors = err.errors()
     first = errors[0]
     loc = _key_path(first["loc"])
@@ -104,7 +105,7 @@ def validate(data: dict[str, Any], source: str = "<config>") -> EvolverConfig:
     try:
         return EvolverConfig.model_validate(data, strict=True)
     except ValidationError as err:
-        raise ConfigError(_format_error(source, err)) from None
+        raise ConfigError(format_validation_error(source, err)) from None
 
 
 def load_config(path: str | Path | None) -> LoadedConfig:

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evolver.config import ConfigError
-from evolver.config.load import _format_error, read_toml
+from evolver.config.load import format_validation_error, read_toml
 
 
 class PolicyFileError(ConfigError):
@@ -60,7 +60,7 @@ def parse_policy(data: dict, source: str = "<policy>") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as err:
-        raise PolicyFileError(_format_error(source, err)) from None
+        raise PolicyFileError(format_validation_error(source, err)) from None
 
 
 def load_policy(path: str | Path) -> Policy:
