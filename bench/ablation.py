@@ -9,7 +9,7 @@ From generation 0, with the same seeds and the same pool (one generate + harvest
 and print held-out acc@t1, acc@t2 and the paper-protocol acc@t2 (trial 1 fixed at generation 0),
 which measures the reflection skill alone.
 
-    python bench/ablation.py [--config evolver.toml] [--state DIR] [--json]
+    python bench/ablation.py [--config evolver.toml] [--state DIR] [--only a,a'] [--json]
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+def tag(name: str) -> str:
+    """'(a') SFT D+ then DPO D±' -> "a'"."""
+    return name[1:name.index(")")]
+
+
 def variant_config(base: LoadedConfig, over: dict) -> LoadedConfig:
     data = base.config.model_dump(mode="json")
     data["training"]["sft"].update(over["sft"])
@@ -54,7 +59,12 @@ def main() -> None:
     ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "evolver.toml"))
     ap.add_argument("--state", default=None, help="State dir (default: a temporary one).")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--only", default="", help="Comma-separated variant tags to run, e.g. \"a',d\" (default: all).")
     args = ap.parse_args()
+    only = {t.strip() for t in args.only.split(",") if t.strip()}
+    unknown = only - {tag(n) for n in VARIANTS}
+    if unknown:
+        ap.error(f"--only: unknown variant(s) {sorted(unknown)}; choose from {[tag(n) for n in VARIANTS]}")
     base = load_config(args.config)
     state = Path(args.state or tempfile.mkdtemp(prefix="evolver-ablation-"))
     data = base.config.model_dump(mode="json")
@@ -74,6 +84,8 @@ def main() -> None:
     snapshots = {d.kind: store.dataset_rows(d.id) for d in store.datasets(1)}
     results = []
     for i, (name, over) in enumerate(VARIANTS.items()):
+        if only and tag(name) not in only:
+            continue
         gid = 10 + i
         vcfg = variant_config(cfg, over) if over else cfg
         if store.generation(gid) is None:
