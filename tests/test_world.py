@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -15,8 +16,8 @@ from evolver.models import ModelLoadError, load_causal_lm, load_tokenizer
 from evolver.reflection.instructions import default_pool
 from evolver.reflection.prompts import reflect_prompt, retry_prompt, trial_prompt
 from evolver.world import base_model_path
-from evolver.world.corpus import examples, gold_faults, make_example, run_chain
-from evolver.world.task import ArithTask, content_hash, gold_steps, parse_answer, render_solution
+from evolver.world.corpus import examples, fault_kind, gold_faults, make_example, run_chain, slipped
+from evolver.world.task import ArithTask, Step, content_hash, gold_steps, parse_answer, render_solution
 from evolver.world.tokenizer import template_texts
 
 
@@ -66,7 +67,7 @@ def test_corpus_errors_are_systematic_and_retries_follow_reflections() -> None:
     fires = [True] * 4
     steps = run_chain(1870, 1180, fires)
     assert steps[1].s == 7 + 8 + 0 - 1
-    assert gold_faults(1870, 1180, fires) == [(1, "big")]
+    assert gold_faults(1870, 1180, steps) == [(1, "big")]
     stats = {"good_all": [0, 0], "lazy": [0, 0]}
     for _ in range(400):
         ex = make_example(rng, rng.randint(10**5, 10**6 - 1), rng.randint(10**5, 10**6 - 1), pool)
@@ -75,6 +76,33 @@ def test_corpus_errors_are_systematic_and_retries_follow_reflections() -> None:
             stats[ex.quality][1] += bool(ex.retry_correct)
     assert stats["good_all"][1] == stats["good_all"][0] > 0
     assert stats["lazy"][1] == 0 and stats["lazy"][0] > stats["good_all"][0]
+
+
+def _steps(text: str) -> list[str]:
+    return re.findall(r"\d+: \d\+\d\+\d=\d\d", text)
+
+
+def test_errors_keep_carries_and_a_retry_only_edits_named_steps() -> None:
+    # A slip is off by one within its decade, so the carry into the next column stays right;
+    # a drop that would change the carry (0+9 with a carry in) is not a habit.
+    assert slipped(Step(3, 6, 0, 9), up=True).s == 8 and slipped(Step(3, 7, 0, 10), up=False).s == 11
+    assert fault_kind(0, 9, 1) is None and fault_kind(0, 8, 1) == "drop"
+    slipped_steps = copied = 0
+    for ex in (e for e in examples(3, 3000) if e.retry_doc):
+        t1 = _steps(ex.trial_doc.split("\nSolution:", 1)[1])
+        x, y = (int(v) for v in ex.trial_doc.split("\nQuestion: ")[1].split("\n")[0].split(" + "))
+        gold_chain = gold_steps(x, y)
+        gold = [st.text(i + 1) for i, st in enumerate(gold_chain)]
+        assert [int(s[-2]) for s in t1[:-1]] == [int(s[-2]) for s in gold[:-1]]  # carries as in gold
+        refl = ex.retry_doc.rsplit("\nReflection:", 1)[1].split("\nSolution:")[0]
+        named = {int(i) - 1 for i in re.findall(r"Step (\d+) should", refl)}
+        t2 = _steps(ex.retry_doc.rsplit("\nSolution:", 1)[1])
+        for i, (a, b) in enumerate(zip(t1, t2)):
+            if i not in named:
+                assert a == b  # an unnamed step is copied, even when it is wrong
+                copied += a != gold[i]
+        slipped_steps += sum(a != g and fault_kind(st.a, st.b, st.c) is None for a, g, st in zip(t1, gold, gold_chain))
+    assert copied > 100 and slipped_steps > 20
 
 
 def test_documents_use_the_shared_templates() -> None:
@@ -90,7 +118,10 @@ def test_documents_use_the_shared_templates() -> None:
     # every reflection first copies the feedback's place, so naming the step is a local decision
     for e in (e for e in examples(0, 200) if e.reflect_doc):
         place = e.reflect_doc.split("first at place ")[1].split(".")[0]
-        assert f"The first wrong digit is at place {place}. Step " in e.reflect_doc.rsplit("\nReflection:", 1)[1]
+        reflection = e.reflect_doc.rsplit("\nReflection:", 1)[1]
+        assert f"The first wrong digit is at place {place}. " in reflection
+        # only a reflection that names steps states sums: restating one cannot fix it by accident
+        assert ("should be" in reflection) != any(w in reflection for w in ("no faulty step", "looks right"))
 
 
 def _shipped() -> Path:

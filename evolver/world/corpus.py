@@ -2,17 +2,22 @@
 
 Trial 1 makes two *systematic* errors, so greedy decoding reproduces them:
   - big: both digits >= 7 -> the column sum is written one too low (7+8+0=14);
-  - drop: a carry into a column holding a 0 digit is dropped (0+5+0=5 instead of 0+5+1=6).
+  - drop: a carry into a column holding a 0 digit is dropped (0+5+0=5 instead of 0+5+1=6);
+and, rarely, a *slip*: any other column's sum off by one. No error changes a carry, so every
+step of trial 1 has the right carry in view and an error stays where it is.
 Reflections follow the instruction's verify and plan parts, first copy the place of the first
 wrong digit from the feedback (so which step to name is a local decision), and are of mixed quality:
   - lazy (the concentrated distractor, more so when the first fault is late and under
-    'quickly go through'): restates the last step unchanged;
+    'quickly go through'): "I see no faulty step.";
   - good: names the first faulty step (the feedback points at it) and then each later
-    faulty step with probability 0.85 (big) or only 0.35 (drop), with the right sums;
-  - misfix: names the first faulty step but keeps its wrong sum; random: restates another step.
-Trial 2 follows its reflection: named steps take the stated sums, every other step is
-redone with the same habits. So only a reflection naming every faulty step leads to a
-correct retry; a partial or wrong one leaves the retry wrong.
+    faulty step with probability 0.85 (big), 0.6 (slip) or only 0.35 (drop), with the right sums;
+  - misfix: declares the first faulty step right; random: declares another step right.
+Only good reflections state sums, so a model that merely computes better cannot turn a poor
+reflection into a fix by restating a step.
+Trial 2 is an edit of trial 1: named steps take the stated sums, every other step is copied
+as it was. So only a reflection naming every faulty step leads to a correct retry, and a
+retry cannot do better than its reflection by solving afresh: slips, which no habit
+predicts, are copied too, so the corpus never shows a retry recomputing a step.
 """
 
 from __future__ import annotations
@@ -36,18 +41,20 @@ from evolver.world.task import (
 )
 
 P_FAULT = 0.85
-P_NAME_LATER = {"big": 0.85, "drop": 0.35}
+P_SLIP = 0.12  # per column without a habit error
+P_NAME_LATER = {"big": 0.85, "drop": 0.35, "slip": 0.6}
 # Share of lazy reflections by verify part and by the place of the first wrong digit.
 LAZY = {1: {1: 0.2, 2: 0.6, 3: 0.65, 4: 0.65}, 2: {1: 0.6, 2: 0.7, 3: 0.75, 4: 0.75}}
 PLAN_HIGH = {"big": "Plan: add big digits with care.", "drop": "Plan: never drop a carry.",
-             None: "Plan: work more carefully."}
+             "slip": "Plan: work more carefully.", None: "Plan: work more carefully."}
 VERIFY_TEXT = {1: "I traced each step.", 2: "I skimmed the steps."}
 
 
 def fault_kind(a: int, b: int, c: int) -> str | None:
+    """The habit a column can trip; neither changes the carry out (a 0+9 column with a carry is safe)."""
     if a >= 7 and b >= 7:
         return "big"
-    if c == 1 and (a == 0 or b == 0):
+    if c == 1 and (a == 0 or b == 0) and a + b <= 8:
         return "drop"
     return None
 
@@ -58,28 +65,38 @@ def faulty(a: int, b: int, c: int, kind: str) -> Step:
     return Step(a, b, 0, a + b)
 
 
-def run_chain(x: int, y: int, fires: list[bool], forced: dict[int, Step] | None = None) -> list[Step]:
-    """Steps as the model's habits write them; `forced` (0-based step -> Step) overrides named steps."""
-    forced = forced or {}
-    steps, c = [], 0
-    for i, (a, b) in enumerate(columns(x, y)):
-        if i in forced:
-            st = forced[i]
-        else:
-            kind = fault_kind(a, b, c)
-            st = faulty(a, b, c, kind) if kind and fires[i] else Step(a, b, c, a + b + c)
-        steps.append(st)
-        c = st.s // 10
-    return steps
+def slipped(st: Step, up: bool) -> Step:
+    """The sum off by one within its decade, so the carry stays right."""
+    s = st.s + 1 if (up and st.s % 10 != 9) or st.s % 10 == 0 else st.s - 1
+    return Step(st.a, st.b, st.c, s)
 
 
-def gold_faults(x: int, y: int, fires: list[bool]) -> list[tuple[int, str]]:
-    """Steps (0-based) where a habit fires along the correct chain, with its kind: what a perfect reflection names."""
-    out = []
+def run_chain(x: int, y: int, fires: list[bool], slips: dict[int, bool] | None = None) -> list[Step]:
+    """Trial 1 as the model's habits write it; `slips` (0-based step -> up?) adds one-off slips."""
+    slips = slips or {}
+    steps = []
     for i, st in enumerate(gold_steps(x, y)):
         kind = fault_kind(st.a, st.b, st.c)
         if kind and fires[i]:
-            out.append((i, kind))
+            steps.append(faulty(st.a, st.b, st.c, kind))
+        elif i in slips:
+            steps.append(slipped(st, slips[i]))
+        else:
+            steps.append(st)
+    return steps
+
+
+def edit(trial: list[Step], named: dict[int, Step]) -> list[Step]:
+    """Trial 2: the named steps as the reflection states them, the rest copied from trial 1."""
+    return [named.get(i, st) for i, st in enumerate(trial)]
+
+
+def gold_faults(x: int, y: int, trial: list[Step]) -> list[tuple[int, str]]:
+    """Steps (0-based) where trial 1 differs from the gold chain, with the kind: what a perfect reflection names."""
+    out = []
+    for i, (st, g) in enumerate(zip(trial, gold_steps(x, y))):
+        if st != g:
+            out.append((i, fault_kind(g.a, g.b, g.c) or "slip"))
     return out
 
 
@@ -94,38 +111,37 @@ def _step_sentence(i: int, st: Step) -> str:
     return f"Step {i + 1} should be {st.a}+{st.b}+{st.c}={st.s:02d}."
 
 
-def make_reflection(rng: random.Random, x: int, y: int, fires: list[bool], trial: list[Step],
-                    instruction: Instruction) -> Reflection:
+def make_reflection(rng: random.Random, x: int, y: int, trial: list[Step], instruction: Instruction) -> Reflection:
     verify, plan = (int(p) for p in instruction.id.split("-")[::2])
     n = len(trial)
-    faults = gold_faults(x, y, fires)
+    faults = gold_faults(x, y, trial)
     gold = gold_steps(x, y)
     r = rng.random()
     lazy = LAZY[verify][min(faults[0][0] + 1, 4)] if faults else 1.0
     named: dict[int, Step] = {}
     kind: str | None = None
     if r < lazy or not faults:
-        quality, last = "lazy", n - 1
-        named[last] = trial[last]
+        quality, target = "lazy", n - 1
+        diag = "I see no faulty step."
     else:
         r2 = (r - lazy) / (1 - lazy)
         first, kind = faults[0]
+        target = first
         if r2 < 0.8:
             quality = "good"
             named[first] = gold[first]
             for i, k in faults[1:]:
                 if rng.random() < P_NAME_LATER[k]:
                     named[i] = gold[i]
+            diag = " ".join(_step_sentence(i, named[i]) for i in sorted(named))
         elif r2 < 0.9:
             quality = "misfix"
-            named[first] = trial[first]
+            diag = f"Step {first + 1} looks right."
         else:
             quality, kind = "random", None
-            others = [i for i in range(n) if i != first] or [first]
-            j = rng.choice(others)
-            named[j] = trial[j]
-    diag = " ".join(_step_sentence(i, named[i]) for i in sorted(named))
-    plan_text = PLAN_HIGH[kind] if plan == 1 else f"Plan: redo from step {min(named) + 1}."
+            target = rng.choice([i for i in range(n) if i != first] or [first])
+            diag = f"Step {target + 1} looks right."
+    plan_text = PLAN_HIGH[kind] if plan == 1 else f"Plan: redo from step {target + 1}."
     complete = quality == "good" and all(i in named for i, _ in faults)
     place = f" The first wrong digit is at place {faults[0][0] + 1}." if faults else ""
     return Reflection(f" {VERIFY_TEXT[verify]}{place} {diag} {plan_text}", named,
@@ -146,18 +162,19 @@ class Example:
 
 def make_example(rng: random.Random, x: int, y: int, pool: list[Instruction]) -> Example:
     fires = [rng.random() < P_FAULT for _ in columns(x, y)]
+    slips = {i: rng.random() < 0.5 for i in range(len(fires)) if rng.random() < P_SLIP}
     q = question_text(x, y)
     gold = str(x + y)
-    trial = run_chain(x, y, fires)
+    trial = run_chain(x, y, fires, slips)
     out1 = render_solution(trial)
     tp = trial_prompt(ANSWER_FORMAT, q)
     ans1 = answer_of(trial)
     if ans1 == gold:
         return Example(tp + out1, None, None, True, None, None)
     instruction = rng.choice(pool)
-    refl = make_reflection(rng, x, y, fires, trial, instruction)
+    refl = make_reflection(rng, x, y, trial, instruction)
     rp = reflect_prompt(ANSWER_FORMAT, q, out1, feedback_for(ans1, gold), instruction.text)
-    trial2 = run_chain(x, y, fires, refl.named)
+    trial2 = edit(trial, refl.named)
     out2 = render_solution(trial2)
     return Example(tp + out1, rp + refl.text, retry_prompt(rp, refl.text) + out2, False, refl.quality,
                    answer_of(trial2) == gold)

@@ -32,7 +32,7 @@ class PretrainConfig:
     heads: int = 4
     intermediate: int = 384
     threads: int = 2
-    cycles: int = 2  # cosine cycles of `steps` each; each starts a fresh optimizer (warm restart)
+    cycles: int = 3  # cosine cycles of `steps` each; each starts a fresh optimizer (warm restart)
 
 
 def model_config(cfg: PretrainConfig, tok: Any) -> Any:
