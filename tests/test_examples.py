@@ -66,7 +66,7 @@ def test_paper_recipes(name: str) -> None:
     lora = (t.lora.r, t.lora.alpha, t.lora.dropout, t.lora.target_modules)
     assert lora == (8, 32, 0.1, ["q_proj", "k_proj", "v_proj"])
     assert (t.sft.mode, t.sft.learning_rate) == ("one_stage", 1e-3)
-    assert (t.dpo.beta, t.dpo.learning_rate, t.dpo.epochs) == (0.01, 5e-7, 1.0)
+    assert (t.dpo.beta, t.dpo.learning_rate, t.dpo.epochs, t.dpo.sft_weight) == (0.01, 5e-7, 1.0, 0.0)
     assert c.evaluation.benchmarks == ["logiqa", "math", "mbpp", "bigbench"]
     assert c.generation.vllm.max_lora_rank >= t.lora.r
     plan = plan_device("cuda", c.model.dtype, 8_000_000_000)

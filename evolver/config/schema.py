@@ -113,6 +113,8 @@ class DPOConfig(_Section):
     enabled: bool = Field(True, description="Run DPO after SFT.")
     data: list[Literal["dpm", "dpref"]] = Field(default_factory=lambda: ["dpm"], description="Pair sets: dpm = D±, dpref = judged.")
     beta: float = Field(0.1, gt=0, le=10, description="DPO beta.")
+    sft_weight: float = Field(1.0, ge=0, le=100, description=(
+        "Weight of an NLL term on the chosen reflection (RPO); keeps DPO from lowering its likelihood. 0 = plain DPO."))
     epochs: float = Field(1.0, gt=0, le=100, description="Passes over the pairs.")
     learning_rate: float = Field(2e-4, gt=0, le=1, description="Peak LR.")
     batch_size: int = Field(8, ge=1, le=4096, description="Per-device batch. Memory grows with it.")

@@ -14,6 +14,12 @@ Reference model (`training.dpo.ref`):
 - "base": adapters disabled: anchors every generation to the base model, the strongest
   brake on drift but a poor fit once SFT has moved the policy far from base.
 Schedule: cosine with 10% warmup, as in the paper's recipe.
+
+Loss: sigmoid DPO plus `sft_weight` x NLL of the chosen reflection (RPO, Pang et al. 2024). Plain
+DPO on clean pairs drives both likelihoods down until the policy forgets how to write a
+reflection at all (measured on the embedded world: one generation of D± pairs took the
+paper-protocol acc@t2 from 95.0 after SFT to 57.6, the reflections cut to one sentence);
+the NLL term anchors the chosen reflections.
 """
 
 from __future__ import annotations
@@ -41,8 +47,10 @@ def build_dpo_trainer(policy: Policy, pairs: list[dict[str, str]], spec: TrainSp
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
+    sft_weight = spec.hparams.get("sft_weight", 0.0)
+    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, sft_weight]} if sft_weight else {}
     args = DPOConfig(**trainer_args(spec, policy.plan, work), beta=spec.hparams["beta"],
-                     lr_scheduler_type="cosine", warmup_steps=0.1)
+                     lr_scheduler_type="cosine", warmup_steps=0.1, **losses)
     dataset = Dataset.from_list(normalize_prompts(pairs, policy.tokenizer))
     trainer = DPOTrainer(model=policy.model, ref_model=None, args=args, train_dataset=dataset,
                          processing_class=policy.tokenizer, callbacks=extra_callbacks)

@@ -99,7 +99,8 @@ def run_dpo(ctx: PhaseContext) -> dict[str, Any]:
             start = AdapterRef(str(verify_adapter(sdet["adapter_path"], sdet.get("adapter_sha256"))),
                                sdet["adapter_sha256"])
         ref_adapter = _parent_adapter(ctx) if tcfg.dpo.ref == "parent" else None
-        hp = tcfg.dpo.model_dump(include={"epochs", "learning_rate", "batch_size", "grad_accum", "max_length", "beta"})
+        hp = tcfg.dpo.model_dump(include={"epochs", "learning_rate", "batch_size", "grad_accum", "max_length", "beta",
+                                             "sft_weight"})
         spec = _spec(ctx, "dpo", data, hp, start, meta={"ref": tcfg.dpo.ref, "data": tcfg.dpo.data},
                      ref=tcfg.dpo.ref, ref_adapter=ref_adapter)
         result = _train(ctx, spec)
