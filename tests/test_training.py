@@ -284,6 +284,8 @@ def test_dpo_reference_choices(trained: dict[str, Any], tmp_path: Path) -> None:
 
 def test_dpo_sft_weight_adds_the_chosen_nll(trained: dict[str, Any], tmp_path: Path) -> None:
     """sft_weight > 0 adds the chosen reflection's NLL to the DPO loss (RPO); 0 is plain DPO."""
+    import torch
+
     from evolver.training.dpo import build_dpo_trainer
     from evolver.training.runtime import load_policy, read_jsonl
 
@@ -294,15 +296,9 @@ def test_dpo_sft_weight_adds_the_chosen_nll(trained: dict[str, Any], tmp_path: P
         spec.hparams["sft_weight"] = w
         trainer, _ = build_dpo_trainer(load_policy(spec), pairs, spec, tmp_path / str(w))
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
-        with torch_no_grad():
+        with torch.no_grad():
             loss[w] = float(trainer.compute_loss(trainer.model, batch))
     assert loss[1.0] - loss[0.0] > 0.1  # a per-token NLL of an unlikely-ish text, not a rounding difference
-
-
-def torch_no_grad() -> Any:
-    import torch
-
-    return torch.no_grad()
 
 
 # -- refusals and failures ------------------------------------------------------------------

@@ -17,7 +17,15 @@ from evolver.reflection.instructions import default_pool
 from evolver.reflection.prompts import reflect_prompt, retry_prompt, trial_prompt
 from evolver.world import base_model_path
 from evolver.world.corpus import examples, fault_kind, gold_faults, make_example, run_chain, slipped
-from evolver.world.task import ArithTask, Step, content_hash, gold_steps, parse_answer, render_solution
+from evolver.world.task import (
+    ArithTask,
+    Step,
+    content_hash,
+    gold_steps,
+    parse_answer,
+    parse_question,
+    render_solution,
+)
 from evolver.world.tokenizer import template_texts
 
 
@@ -90,7 +98,7 @@ def test_errors_keep_carries_and_a_retry_only_edits_named_steps() -> None:
     slipped_steps = copied = 0
     for ex in (e for e in examples(3, 3000) if e.retry_doc):
         t1 = _steps(ex.trial_doc.split("\nSolution:", 1)[1])
-        x, y = (int(v) for v in ex.trial_doc.split("\nQuestion: ")[1].split("\n")[0].split(" + "))
+        x, y = parse_question(ex.trial_doc.split("\nQuestion: ")[1].split("\n")[0])
         gold_chain = gold_steps(x, y)
         gold = [st.text(i + 1) for i, st in enumerate(gold_chain)]
         assert [int(s[-2]) for s in t1[:-1]] == [int(s[-2]) for s in gold[:-1]]  # carries as in gold
