@@ -140,6 +140,10 @@ def test_two_stage_mixes_both_stages_and_window_reaches_ancestors(tmp_path: Path
     first = dplus_rows(3, offset=30)[0]
     assert ts.examples[1] == {"prompt": first["retry_prompt"],
                               "completion": tdata.trial2_completion(first["reflection"], first["trial2"])}
+    # plain rejection sampling: the trial-1-correct answers alone, no reflection and no retry
+    rft = cfg.config.training.sft.model_copy(update={"mode": "answers", "data": [], "include_correct_t1": True})
+    ts = tdata.sft_set(store, [3, 2], rft)
+    assert ts.counts == {"T1": 1} and ts.examples == [{"prompt": "P", "completion": " C"}]
 
 
 def test_completion_only_labels(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -365,7 +369,7 @@ def test_too_little_data_skips_and_inherits(trained: dict[str, Any], tmp_path: P
     store.put_dataset(2, "D+", "harvest", dplus_rows(3))
     store.put_dataset(2, "D±", "harvest", pair_rows(2))
     sft = run_sft(ctx)
-    assert sft["status"] == "skipped" and "D+ has 3 rows" in sft["reason"] and sft["inherited_from"] == 1
+    assert sft["status"] == "skipped" and "3 training rows (D+ 3)" in sft["reason"] and sft["inherited_from"] == 1
     gen = store.generation(2)
     assert gen.adapter_sha256 == parent["adapter_sha256"]
     assert Path(gen.adapter_path) == (cfg.state_dir / "adapters/gen-0002/inherited").resolve()  # its own copy

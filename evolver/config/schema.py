@@ -105,7 +105,7 @@ class SFTConfig(_Section):
     batch_size: int = Field(16, ge=1, le=4096, description="Per-device batch. Memory grows with it.")
     grad_accum: int = Field(1, ge=1, le=1024, description="Gradient accumulation steps.")
     max_length: int = Field(512, ge=16, le=131072, description="Truncate examples beyond this many tokens. Memory grows with it.")
-    min_samples: int = Field(8, ge=1, description="Skip SFT (recorded) below this many D+ rows.")
+    min_samples: int = Field(8, ge=1, description="Skip SFT (recorded) below this many rows (D+, plus D-/T1 when configured).")
     include_correct_t1: bool = Field(False, description="Also train on trial-1-correct answers.")
 
 

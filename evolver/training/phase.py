@@ -51,8 +51,11 @@ def run_sft(ctx: PhaseContext) -> dict[str, Any]:
         init = _parent_adapter(ctx) if tcfg.lineage == "continue" else None
         data = sft_set(ctx.store, window(ctx.store, ctx.generation, tcfg.data_window), tcfg.sft)
         n_dplus = data.counts.get("D+", 0)
-        if n_dplus < tcfg.sft.min_samples:
-            detail = {"reason": f"D+ has {n_dplus} rows, fewer than training.sft.min_samples={tcfg.sft.min_samples}",
+        n_rows = sum(data.counts.values())  # D+, plus D- and T1 when configured
+        if n_rows < tcfg.sft.min_samples:
+            kinds = ", ".join(f"{k} {v}" for k, v in data.counts.items()) or "no snapshot"
+            detail = {"reason": f"{n_rows} training rows ({kinds}), fewer than "
+                                f"training.sft.min_samples={tcfg.sft.min_samples}",
                       "sources": data.sources, "lineage": tcfg.lineage, **_inherit(ctx, init)}
             if detail["adapter_path"] is not None:
                 ctx.store.update_generation(ctx.generation, adapter_path=detail["adapter_path"],
