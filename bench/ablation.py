@@ -4,7 +4,10 @@ From generation 0, with the same seeds and the same pool (one generate + harvest
   (a)  SFT on D+                                  (the method)
   (a') SFT on D+, then DPO on D±                  (the method, with DPO)
   (b)  SFT on all reflections, D+ and D- together (no verifier filtering)
-  (c)  SFT on correct answers, no reflection      (rejection-sampling fine-tuning, STaR-like)
+  (c)  SFT on correct answers, no reflection      (rejection-sampling fine-tuning, STaR-like):
+       trial-1-correct answers plus the correct retries, each after its question
+  (c') SFT on trial-1-correct answers only         (plain rejection sampling; on the embedded world a
+       retry is written as an edit of trial 1, so (c) teaches that format as an answer)
   (d)  no training
 and print held-out acc@t1, acc@t2 and the paper-protocol acc@t2 (trial 1 fixed at generation 0),
 which measures the reflection skill alone.
@@ -37,6 +40,8 @@ VARIANTS: dict[str, dict] = {
     "(a') SFT D+ then DPO D±": {"sft": {}, "dpo": {"enabled": True}},
     "(b) SFT on D+ and D- (unfiltered)": {"sft": {"data": ["D+", "D-"]}, "dpo": {"enabled": False}},
     "(c) SFT on correct answers (RFT)": {"sft": {"mode": "answers", "include_correct_t1": True}, "dpo": {"enabled": False}},
+    "(c') SFT on correct first trials (RFT on T1)": {"sft": {"mode": "answers", "data": [], "include_correct_t1": True},
+                                                     "dpo": {"enabled": False}},
     "(d) no training": None,
 }
 
