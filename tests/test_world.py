@@ -104,11 +104,16 @@ def test_errors_keep_carries_and_a_retry_only_edits_named_steps() -> None:
         assert [int(s[-2]) for s in t1[:-1]] == [int(s[-2]) for s in gold[:-1]]  # carries as in gold
         refl = ex.retry_doc.rsplit("\nReflection:", 1)[1].split("\nSolution:")[0]
         named = {int(i) - 1 for i in re.findall(r"Step (\d+) should", refl)}
-        t2 = _steps(ex.retry_doc.rsplit("\nSolution:", 1)[1])
-        for i, (a, b) in enumerate(zip(t1, t2)):
-            if i not in named:
-                assert a == b  # an unnamed step is copied, even when it is wrong
+        body = ex.retry_doc.rsplit("\nSolution: ", 1)[1].split(". Finish[")[0].split("; ")
+        assert [e.split()[0] for e in body] == [str(i) for i in range(1, len(t1) + 1)]
+        for i, (a, edit) in enumerate(zip(t1, body)):
+            _, how, written = edit.split()
+            assert (how == "fixed") == (i in named)  # the edit says which steps the reflection named
+            if how == "kept":
+                assert written == a[-2:]  # an unnamed step is kept, even when it is wrong
                 copied += a != gold[i]
+            else:  # a named step is restated as the reflection corrected it
+                assert f"Step {i + 1} should be {written}." in refl and written == gold[i].split()[1]
         slipped_steps += sum(a != g and fault_kind(st.a, st.b, st.c) is None for a, g, st in zip(t1, gold, gold_chain))
     assert copied > 100 and slipped_steps > 20
 

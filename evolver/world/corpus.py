@@ -14,8 +14,9 @@ wrong digit from the feedback (so which step to name is a local decision), and a
   - misfix: declares the first faulty step right; random: declares another step right.
 Only good reflections state sums, so a model that merely computes better cannot turn a poor
 reflection into a fix by restating a step.
-Trial 2 is an edit of trial 1: named steps take the stated sums, every other step is copied
-as it was. So only a reflection naming every faulty step leads to a correct retry, and a
+Trial 2 is an edit of trial 1, in its own format (`task.render_retry`): named steps are
+'fixed' with the stated sums, every other step is 'kept' as it was. So only a reflection
+naming every faulty step leads to a correct retry, and a
 retry cannot do better than its reflection by solving afresh: slips, which no habit
 predicts, are copied too, so the corpus never shows a retry recomputing a step.
 """
@@ -37,6 +38,7 @@ from evolver.world.task import (
     gold_steps,
     make_questions,
     question_text,
+    render_retry,
     render_solution,
 )
 
@@ -175,7 +177,7 @@ def make_example(rng: random.Random, x: int, y: int, pool: list[Instruction]) ->
     refl = make_reflection(rng, x, y, trial, instruction)
     rp = reflect_prompt(ANSWER_FORMAT, q, out1, feedback_for(ans1, gold), instruction.text)
     trial2 = edit(trial, refl.named)
-    out2 = render_solution(trial2)
+    out2 = render_retry(trial2, set(refl.named))
     return Example(tp + out1, rp + refl.text, retry_prompt(rp, refl.text) + out2, False, refl.quality,
                    answer_of(trial2) == gold)
 
