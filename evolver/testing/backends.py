@@ -21,7 +21,12 @@ def make_lora_adapter(base_dir: str | Path, out_dir: str | Path, r: int = 8, alp
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False,
                      task_type="CAUSAL_LM")
-    get_peft_model(model, cfg).save_pretrained(str(out))
+    peft_model = get_peft_model(model, cfg)
+    with torch.no_grad():  # explicit weights: peft's non-default init has changed scale between releases
+        for name, p in peft_model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                p.normal_(0.0, 0.5)
+    peft_model.save_pretrained(str(out))
     return out
 
 
