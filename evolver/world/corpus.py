@@ -110,7 +110,7 @@ class Reflection:
 
 
 def _step_sentence(i: int, st: Step) -> str:
-    return f"Step {i + 1} should be {st.a}+{st.b}+{st.c}={st.s:02d}."
+    return f"Step {i + 1} should be {st.equation}."
 
 
 def make_reflection(rng: random.Random, x: int, y: int, trial: list[Step], instruction: Instruction) -> Reflection:

@@ -46,8 +46,12 @@ class Step:
     c: int
     s: int
 
+    @property
+    def equation(self) -> str:
+        return f"{self.a}+{self.b}+{self.c}={self.s:02d}"
+
     def text(self, i: int) -> str:
-        return f"{i}: {self.a}+{self.b}+{self.c}={self.s:02d}"
+        return f"{i}: {self.equation}"
 
 
 def question_text(x: int, y: int) -> str:
@@ -99,7 +103,7 @@ def render_solution(steps: list[Step]) -> str:
 
 def render_retry(steps: list[Step], fixed: set[int]) -> str:
     """Trial 2: each step kept (its sum only) or, when its 0-based index is in `fixed`, restated as corrected."""
-    body = "; ".join(f"{i + 1} fixed {st.a}+{st.b}+{st.c}={st.s:02d}" if i in fixed else f"{i + 1} kept {st.s:02d}"
+    body = "; ".join(f"{i + 1} fixed {st.equation}" if i in fixed else f"{i + 1} kept {st.s:02d}"
                      for i, st in enumerate(steps))
     return f" {body}. Finish[{answer_of(steps)}]"
 
