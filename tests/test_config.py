@@ -102,6 +102,15 @@ def test_bad_global_config_fails_other_commands_the_same_way(tmp_path: Path, cli
     assert f"{path}: reflection.k: expected >= 1, got 0" in line
 
 
+def test_run_takes_config_after_the_command(tmp_path: Path, cli) -> None:
+    """`evolver run --config FILE` (the issue's spelling, and what a systemd unit writes) reads FILE."""
+    path = tmp_path / "bad.toml"
+    path.write_text("[reflection]\nk = 0\n")
+    line = _one_error_line(cli("run", "--generations", "1", "--config", path))
+    assert f"{path}: reflection.k: expected >= 1, got 0" in line
+    assert not (tmp_path / "state").exists()
+
+
 def test_shipped_config_validates_and_equals_the_defaults(repo_root: Path, cli) -> None:
     shipped = repo_root / "evolver.toml"
     loaded = load_config(shipped)

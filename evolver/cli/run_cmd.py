@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import typer
 
-from evolver.cli.common import RuntimeFailure, console, loaded_config, run_guarded, setup_logs
+from evolver.cli.common import RuntimeFailure, console, get_globals, loaded_config, run_guarded, setup_logs
 
 
 def register(app: typer.Typer) -> None:
@@ -15,8 +16,12 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         generations: int | None = typer.Option(None, "--generations", "-n", min=1,
                                                help="Stop after this many generations (default: run until stopped)."),
+        config: Path | None = typer.Option(None, "--config", "-c",
+                                           help="Config file; same as `evolver --config FILE run` (systemd units read better)."),
     ) -> None:
         """Evolve: generate → harvest → SFT → DPO → evaluate → decide, generation after generation."""
+        if config is not None:
+            get_globals(ctx).config_path = config
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from evolver.daemon.lock import AlreadyRunning
