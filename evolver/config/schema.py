@@ -100,7 +100,7 @@ class SFTConfig(_Section):
     data: list[Literal["D+", "D-"]] = Field(
         default_factory=lambda: ["D+"], description="Snapshots to train on: D+ (the method); adding D- trains on unfiltered reflections (ablation)."
     )
-    epochs: float = Field(3.0, gt=0, le=100, description="Passes over D+.")
+    epochs: float = Field(6.0, gt=0, le=100, description="Passes over D+.")
     learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak LR (LoRA wants far more than full fine-tuning).")
     batch_size: int = Field(16, ge=1, le=4096, description="Per-device batch. Memory grows with it.")
     grad_accum: int = Field(1, ge=1, le=1024, description="Gradient accumulation steps.")
@@ -116,7 +116,7 @@ class DPOConfig(_Section):
     sft_weight: float = Field(1.0, ge=0, le=100, description=(
         "Weight of an NLL term on the chosen reflection (RPO); keeps DPO from lowering its likelihood. 0 = plain DPO."))
     epochs: float = Field(1.0, gt=0, le=100, description="Passes over the pairs.")
-    learning_rate: float = Field(2e-4, gt=0, le=1, description="Peak LR.")
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak LR.")
     batch_size: int = Field(8, ge=1, le=4096, description="Per-device batch. Memory grows with it.")
     grad_accum: int = Field(1, ge=1, le=1024, description="Gradient accumulation steps.")
     max_length: int = Field(512, ge=16, le=131072, description="Prompt+completion token cap. Memory grows with it.")
