@@ -52,8 +52,9 @@ def get_globals(ctx: typer.Context) -> Globals:
     return obj
 
 
-def loaded_config(ctx: typer.Context) -> LoadedConfig:
-    return load_config(find_config(get_globals(ctx).config_path))
+def loaded_config(ctx: typer.Context, explicit: Path | None = None) -> LoadedConfig:
+    """The config a command runs on: its own --config if it has one, else the global one, else the usual search."""
+    return load_config(find_config(explicit or get_globals(ctx).config_path))
 
 
 def open_store(cfg: LoadedConfig, create: bool = True):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from evolver.cli.common import RuntimeFailure, console, get_globals, loaded_config, run_guarded, setup_logs
+from evolver.cli.common import RuntimeFailure, console, loaded_config, run_guarded, setup_logs
 
 
 def register(app: typer.Typer) -> None:
@@ -20,14 +20,12 @@ def register(app: typer.Typer) -> None:
                                            help="Config file; same as `evolver --config FILE run` (systemd units read better)."),
     ) -> None:
         """Evolve: generate → harvest → SFT → DPO → evaluate → decide, generation after generation."""
-        if config is not None:
-            get_globals(ctx).config_path = config
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from evolver.daemon.lock import AlreadyRunning
         from evolver.daemon.runner import Daemon
 
-        cfg = run_guarded(loaded_config, ctx)
+        cfg = run_guarded(loaded_config, ctx, config)
         setup_logs(ctx, cfg)
         _quiet_libraries()
         out = console()
