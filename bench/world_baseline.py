@@ -26,7 +26,7 @@ from evolver.tasks.base import Item, Verdict  # noqa: E402
 from evolver.world import base_model_path  # noqa: E402
 from evolver.world.task import ArithTask  # noqa: E402
 
-TRIAL, REFLECTION = Sampling(0.0, 1.0, 72), Sampling(0.0, 1.0, 60)
+TRIAL, REFLECTION = Sampling(0.0, 1.0, 72), Sampling(0.0, 1.0, 128)
 
 
 def load(folder: str, batch: int = 64, threads: int = 1) -> TransformersBackend:

@@ -103,17 +103,17 @@ def test_errors_keep_carries_and_a_retry_only_edits_named_steps() -> None:
         gold = [st.text(i + 1) for i, st in enumerate(gold_chain)]
         assert [int(s[-2]) for s in t1[:-1]] == [int(s[-2]) for s in gold[:-1]]  # carries as in gold
         refl = ex.retry_doc.rsplit("\nReflection:", 1)[1].split("\nSolution:")[0]
-        named = {int(i) - 1 for i in re.findall(r"Step (\d+) should", refl)}
+        named = {int(i) - 1 for i in re.findall(r"(\d+): \d\+\d\+\d=\d\d should be", refl)}
         body = ex.retry_doc.rsplit("\nSolution: ", 1)[1].split(". Finish[")[0].split("; ")
         assert [e.split()[0] for e in body] == [str(i) for i in range(1, len(t1) + 1)]
         for i, (a, edit) in enumerate(zip(t1, body)):
             _, how, written = edit.split()
             assert (how == "fixed") == (i in named)  # the edit says which steps the reflection named
             if how == "kept":
-                assert written == a[-2:]  # an unnamed step is kept, even when it is wrong
+                assert written == a.split()[1]  # an unnamed step is kept as written, even when it is wrong
                 copied += a != gold[i]
             else:  # a named step is restated as the reflection corrected it
-                assert f"Step {i + 1} should be {written}." in refl and written == gold[i].split()[1]
+                assert f"{a} should be {written}" in refl and written == gold[i].split()[1]
         slipped_steps += sum(a != g and fault_kind(st.a, st.b, st.c) is None for a, g, st in zip(t1, gold, gold_chain))
     assert copied > 100 and slipped_steps > 20
 
@@ -133,8 +133,12 @@ def test_documents_use_the_shared_templates() -> None:
         place = e.reflect_doc.split("first at place ")[1].split(".")[0]
         reflection = e.reflect_doc.rsplit("\nReflection:", 1)[1]
         assert f"The first wrong digit is at place {place}. " in reflection
-        # only a reflection that names steps states sums: restating one cannot fix it by accident
-        assert ("should be" in reflection) != any(w in reflection for w in ("no faulty step", "looks right"))
+        # only a good reflection corrects steps: restating one cannot fix it by accident
+        assert ("should be" in reflection) == e.quality.startswith("good")
+        if e.quality != "lazy":  # a walk copies every step of the failed solution, in order
+            failed_steps = _steps(e.reflect_doc.split("\nFailed solution:")[1].split("\n")[0])
+            walked = re.findall(r"(\d+: \d\+\d\+\d=\d\d) (?:ok|should be)", reflection)
+            assert walked == failed_steps
 
 
 def _shipped() -> Path:

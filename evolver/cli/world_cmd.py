@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         resume: Path | None = typer.Option(None, "--resume", help="Folder saved after --cycles-done cycles of this config."),
         cycles_done: int = typer.Option(1, "--cycles-done", help="Cycles the --resume folder has finished."),
     ) -> None:
-        """Pretrain the world model from scratch (3 x 750 steps, about 27 min on 2 cores); same seed,
+        """Pretrain the world model from scratch (3 x 750 steps, about 25 min on 2 cores); same seed,
         steps and threads reproduce the shipped weights."""
         from dataclasses import replace
 

@@ -6,14 +6,18 @@ Trial 1 makes two *systematic* errors, so greedy decoding reproduces them:
 and, rarely, a *slip*: any other column's sum off by one. No error changes a carry, so every
 step of trial 1 has the right carry in view and an error stays where it is.
 Reflections follow the instruction's verify and plan parts, first copy the place of the first
-wrong digit from the feedback (so which step to name is a local decision), and are of mixed quality:
+wrong digit from the feedback, and are of mixed quality:
   - lazy (the concentrated distractor, more so when the first fault is late and under
     'quickly go through'): "I see no faulty step.";
-  - good: names the first faulty step (the feedback points at it) and then each later
-    faulty step with probability 0.85 (big), 0.6 (slip) or only 0.35 (drop), with the right sums;
-  - misfix: declares the first faulty step right; random: declares another step right.
-Only good reflections state sums, so a model that merely computes better cannot turn a poor
-reflection into a fix by restating a step.
+  - good: walks through trial 1 step by step, each step copied as written and judged
+    ("1: 7+8+0=15 ok; 2: 9+8+1=17 should be 9+8+1=18; ..."); it flags the first faulty step (the
+    feedback points at it) and each later one with probability 0.85 (big), 0.6 (slip) or only
+    0.35 (drop), and passes the rest as "ok";
+  - misfix: the same walk with every step passed as "ok", the faulty ones included.
+The walk copies the failed solution in order, the way a retry does, so a correction's operands
+sit right next to it and are never recalled from a step number: reading them is a copy, not a
+guess from the fault's kind. Only good reflections state corrected steps, so a model that merely
+computes better cannot turn a poor reflection into a fix by restating a step.
 Trial 2 is an edit of trial 1, in its own format (`task.render_retry`): named steps are
 'fixed' with the stated sums, every other step is 'kept' as it was. So only a reflection
 naming every faulty step leads to a correct retry, and a
@@ -109,8 +113,10 @@ class Reflection:
     quality: str
 
 
-def _step_sentence(i: int, st: Step) -> str:
-    return f"Step {i + 1} should be {st.equation}."
+def walk(trial: list[Step], named: dict[int, Step]) -> str:
+    """Every step of trial 1 as written, then "ok" or the corrected step (0-based index -> Step)."""
+    return "; ".join(f"{st.text(i + 1)} should be {named[i].equation}" if i in named else f"{st.text(i + 1)} ok"
+                     for i, st in enumerate(trial)) + "."
 
 
 def make_reflection(rng: random.Random, x: int, y: int, trial: list[Step], instruction: Instruction) -> Reflection:
@@ -135,14 +141,9 @@ def make_reflection(rng: random.Random, x: int, y: int, trial: list[Step], instr
             for i, k in faults[1:]:
                 if rng.random() < P_NAME_LATER[k]:
                     named[i] = gold[i]
-            diag = " ".join(_step_sentence(i, named[i]) for i in sorted(named))
-        elif r2 < 0.9:
-            quality = "misfix"
-            diag = f"Step {first + 1} looks right."
         else:
-            quality, kind = "random", None
-            target = rng.choice([i for i in range(n) if i != first] or [first])
-            diag = f"Step {target + 1} looks right."
+            quality = "misfix"
+        diag = walk(trial, named)
     plan_text = PLAN_HIGH[kind] if plan == 1 else f"Plan: redo from step {target + 1}."
     complete = quality == "good" and all(i in named for i, _ in faults)
     place = f" The first wrong digit is at place {faults[0][0] + 1}." if faults else ""

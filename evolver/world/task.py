@@ -2,8 +2,8 @@
 
 A solution is `" 1: 7+8+0=15; 2: 3+4+1=08. Finish[815]"`: step i adds the i-th digits
 from the right plus the carry. Every error sits at a step and so can be located.
-A retry is written as an edit of the failed solution, `" 1 kept 15; 2 fixed 3+5+1=09. Finish[915]"`:
-each step either keeps trial 1's sum or restates the step the reflection corrected. Its format
+A retry is written as an edit of the failed solution, `" 1 kept 7+8+0=15; 2 fixed 3+5+1=09. Finish[915]"`:
+each step is either kept as trial 1 wrote it or restated as the reflection corrected it. Its format
 differs from a first trial's, so what it takes to retry well (follow the reflection) and
 what it takes to solve (add) are separate skills: fine-tuning on answers alone does not
 turn a retry into a fresh solve, and fine-tuning on retries does not rewrite first trials.
@@ -102,8 +102,8 @@ def render_solution(steps: list[Step]) -> str:
 
 
 def render_retry(steps: list[Step], fixed: set[int]) -> str:
-    """Trial 2: each step kept (its sum only) or, when its 0-based index is in `fixed`, restated as corrected."""
-    body = "; ".join(f"{i + 1} fixed {st.equation}" if i in fixed else f"{i + 1} kept {st.s:02d}"
+    """Trial 2: each step kept as trial 1 wrote it or, when its 0-based index is in `fixed`, as corrected."""
+    body = "; ".join(f"{i + 1} {'fixed' if i in fixed else 'kept'} {st.equation}"
                      for i, st in enumerate(steps))
     return f" {body}. Finish[{answer_of(steps)}]"
 

@@ -25,7 +25,7 @@ def template_texts() -> list[str]:
 
     return [ANSWER_FORMAT, SOLUTION_CUE, REFLECTION_CUE, "\nQuestion:", "\nFailed solution:", "\nVerdict: incorrect.",
             "\nInstruction:", " wrong digits, first at place", " wrong digit,", "No Finish[answer] found.",
-            *VERIFY_TEXT.values(), *(p for p in PLAN_HIGH.values()), "Step should be", "Plan: redo from step", " kept", " fixed",
+            *VERIFY_TEXT.values(), *(p for p in PLAN_HIGH.values()), " should be", " ok;", "Plan: redo from step", " kept", " fixed",
             *(i.text for i in default_pool())]
 
 
