@@ -6,7 +6,7 @@ A retry is written as an edit of the failed solution, `" 1 kept 7+8+0=15; 2 fixe
 each step is either kept as trial 1 wrote it or restated as the reflection corrected it. Its format
 differs from a first trial's, so what it takes to retry well (follow the reflection) and
 what it takes to solve (add) are separate skills: fine-tuning on answers alone does not
-turn a retry into a fresh solve, and fine-tuning on retries does not rewrite first trials.
+teach a retry to follow a reflection, and fine-tuning on retries does not rewrite first trials.
 The verifier's feedback says how many answer digits are wrong and where the first
 one is (like a failing test's first assertion): the first faulty step is then cheap
 to find, later ones must be checked. It never contains the gold answer.
