@@ -19,14 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evolver.backends.base import Sampling  # noqa: E402
 from evolver.backends.transformers_backend import TransformersBackend  # noqa: E402
-from evolver.config.schema import ModelConfig  # noqa: E402
+from evolver.config.schema import ModelConfig, SamplingConfig  # noqa: E402
 from evolver.reflection.instructions import default_pool  # noqa: E402
 from evolver.reflection.prompts import reflect_prompt, retry_prompt, trial_prompt  # noqa: E402
 from evolver.tasks.base import Item, Verdict  # noqa: E402
 from evolver.world import base_model_path  # noqa: E402
 from evolver.world.task import ArithTask  # noqa: E402
 
-TRIAL, REFLECTION = Sampling(0.0, 1.0, 72), Sampling(0.0, 1.0, 128)
+# Greedy with the configuration's default token budget, as `evolver eval` decodes on the shipped evolver.toml.
+TRIAL = REFLECTION = Sampling(0.0, 1.0, SamplingConfig().max_new_tokens)
 
 
 def load(folder: str, batch: int = 64, threads: int = 1) -> TransformersBackend:
