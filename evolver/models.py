@@ -5,22 +5,27 @@ Loading goes through `from_pretrained` for every model, so the embedded one test
 
 from __future__ import annotations
 
+import hashlib
+import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from evolver.config.schema import ModelConfig
+from evolver.errors import EvolverError
+from evolver.paths import embedded_model_dir
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(EvolverError):
     """A base model or adapter that cannot be loaded; one line naming the path or id."""
 
 
 def resolve_base(model: ModelConfig, root: Path | None = None) -> str:
     """'embedded' -> the shipped world model folder; a relative existing folder -> absolute; else a hub id."""
     if model.base == "embedded":
-        from evolver.world import base_model_path
-
-        return str(base_model_path())
+        return str(embedded_model_dir())
     p = Path(model.base).expanduser()
     if not p.is_absolute() and root is not None and (root / p).exists():
         p = root / p
@@ -45,12 +50,35 @@ def pick_dtype(model: ModelConfig, device: str) -> Any:
     return getattr(torch, model.dtype)
 
 
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Loading a model, and only that, without the libraries' deprecation notes and progress bars.
+
+    Warnings stay on everywhere else (they are the early alarm of a library upgrade); a
+    from_pretrained call repeats the same notes once per generation and would bury the daemon's log.
+    """
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(level)
+            hf_logging.enable_progress_bar()
+
+
 def load_tokenizer(ref: str, revision: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
     _check_folder(ref)
     try:
-        tok = AutoTokenizer.from_pretrained(ref, revision=revision)
+        with quiet_loading():
+            tok = AutoTokenizer.from_pretrained(ref, revision=revision)
     except Exception as err:  # transformers raises many types; the user needs one line
         raise ModelLoadError(f"{ref}: cannot load tokenizer ({type(err).__name__}: {_first_line(err)})") from None
     tok.padding_side = "left"
@@ -65,7 +93,8 @@ def load_causal_lm(ref: str, model: ModelConfig, device: str | None = None) -> A
     _check_folder(ref)
     device = device or pick_device(model)
     try:
-        lm = AutoModelForCausalLM.from_pretrained(ref, revision=model.revision, dtype=pick_dtype(model, device))
+        with quiet_loading():
+            lm = AutoModelForCausalLM.from_pretrained(ref, revision=model.revision, dtype=pick_dtype(model, device))
     except Exception as err:
         raise ModelLoadError(f"{ref}: cannot load model ({type(err).__name__}: {_first_line(err)})") from None
     return lm.to(device).eval()
@@ -82,3 +111,41 @@ def _check_folder(ref: str) -> None:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0][:200] if text else ""
+
+
+def fingerprint(ref: str, revision: str | None = None, cache: Path | None = None) -> str:
+    """What identifies a base model's weights: a content hash of a local folder's files, or hub id@revision.
+
+    Evaluations are keyed by it, so a folder replaced in place (a user updating a local model) is
+    a different model. Hashing gigabytes is slow, so hashes are cached in `cache` (a JSON file)
+    by each file's size and modification time.
+    """
+    folder = Path(ref)
+    if not folder.is_dir():
+        return f"hub:{ref}@{revision or 'main'}"
+    known: dict[str, Any] = {}
+    if cache is not None and cache.is_file():
+        try:
+            known = json.loads(cache.read_text())
+        except (OSError, json.JSONDecodeError):
+            known = {}
+    h = hashlib.sha256()
+    changed = False
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        st = f.stat()
+        key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        digest = known.get(key)
+        if digest is None:
+            fh = hashlib.sha256()
+            with f.open("rb") as stream:
+                for chunk in iter(lambda: stream.read(1 << 22), b""):
+                    fh.update(chunk)
+            digest = known[key] = fh.hexdigest()
+            changed = True
+        h.update(f"{f.relative_to(folder).as_posix()}\0{digest}\0".encode())
+    if cache is not None and changed:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(cache)
+    return h.hexdigest()

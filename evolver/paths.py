@@ -17,5 +17,9 @@ def defaults_dir() -> Path:
     raise FileNotFoundError("evolver's default files (evolver.toml, policies/, evals/) are missing from this install")
 
 
-def default_config_path() -> Path:
-    return defaults_dir() / "evolver.toml"
+def embedded_model_dir() -> Path:
+    """Folder of the shipped generation-0 world model (config.json, safetensors, tokenizer).
+
+    Named here rather than in `evolver.world` so that loading models never imports the world.
+    """
+    return _PKG / "world" / "assets" / "base"

@@ -6,7 +6,6 @@ These run `evolver run` as a real subprocess, so SIGKILL is a real SIGKILL.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from evolver.daemon.cycle import PHASES
+from evolver.states import STAGES as PHASES
 from evolver.store import Store
 
 pytestmark = pytest.mark.slow
@@ -96,20 +95,12 @@ def _snapshot(db: Path) -> dict:
             "reflections": sorted((r[0], r[1], akey[r[2]], r[3], r[4], r[5], r[6], r[7]) for r in s._all(
                 "SELECT generation_id, purpose, attempt_id, branch, instruction_id, prompt, text, success FROM reflections")),
             "datasets": sorted(s._all("SELECT generation_id, kind, source, content_hash, n_rows FROM datasets")),
-            "evals": sorted(s._all("SELECT generation_id, benchmark, protocol, metric, value, n FROM eval_results")),
-            # adapter_config.json names the base model by absolute path, which differs between the two
-            # directories: compare the weights themselves.
-            "generations": sorted((i, p, st, _weights_hash(a)) for i, p, st, a in s._all(
-                "SELECT id, parent_id, status, adapter_path FROM generations")),
+            "evals": sorted(s._all("SELECT generation_id, benchmark, protocol, metric, value, n, config_hash"
+                                   " FROM eval_results")),
+            "generations": sorted(s._all("SELECT id, parent_id, status, adapter_sha256 FROM generations")),
             "phases": sorted(s._all("SELECT generation_id, name, status FROM phases")),
             "events": sorted(s._all("SELECT generation_id, kind FROM events")),
         }
-
-
-def _weights_hash(adapter_path: str | None) -> str | None:
-    if not adapter_path:
-        return None
-    return hashlib.sha256((Path(adapter_path) / "adapter_model.safetensors").read_bytes()).hexdigest()
 
 
 def _kill_when_training(proc: subprocess.Popen, db: Path, phase: str, timeout: float = 300) -> None:
@@ -129,11 +120,14 @@ def _kill_when_training(proc: subprocess.Popen, db: Path, phase: str, timeout: f
 
 
 def test_sigkill_in_every_phase_resumes_to_the_same_store(world: Path, tmp_path: Path) -> None:
-    ref = _copy(world, tmp_path / "ref")
-    r = _evolver(ref, "run", "--generations", "1")
+    """Both runs happen in the same folder (one after the other), as two runs on one machine do: then every
+    row matches, adapter sha256 and evaluation keys included (an adapter names its base model's path)."""
+    run = tmp_path / "run"
+    r = _evolver(_copy(world, run), "run", "--generations", "1")
     assert r.returncode == 0, r.stderr[-2000:]
+    ref = run.rename(tmp_path / "ref")
 
-    cut = _copy(world, tmp_path / "cut")
+    cut = _copy(world, run)
     db = cut / "state" / "evolver.db"
     crash_points = {"generate": "generate:4", "harvest": "harvest:2", "evaluate": "evaluate:4", "decide": "decide:2"}
     for phase in PHASES:

@@ -28,14 +28,14 @@ def test_eval_generation_runs_then_is_cached(tmp_path: Path, tiny_model_dir: Pat
     args = ["-c", str(d / "evolver.toml"), "eval", "--generation", "0", "--json"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    res = json.loads(r.stdout)["results"]["hashy"]["standard"]
+    res = json.loads(r.stdout)["results"]["hashy"]["hashy"]["standard"]
     assert 0 <= res["acc@t1"] <= res["acc@t2"] <= 1
     with Store.open(d / "state" / "evolver.db") as s:
         n = s.counts()["attempts"]
         assert n >= 12
     t0 = time.time()
     again = runner.invoke(app, args)
-    assert json.loads(again.stdout)["results"]["hashy"]["standard"] == res
+    assert json.loads(again.stdout)["results"]["hashy"]["hashy"]["standard"] == res
     with Store.open(d / "state" / "evolver.db") as s:
         assert s.counts()["attempts"] == n  # nothing generated the second time
     assert time.time() - t0 < 30

@@ -12,7 +12,8 @@ import pytest
 
 from evolver.config import load_config
 from evolver.training.device import plan_device
-from evolver.training.spec import TrainSpec
+from evolver.config.schema import ModelConfig
+from evolver.training.spec import Schedule, TrainSpec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ARCH = {
@@ -39,9 +40,9 @@ def test_example_loads_and_its_lora_fits_the_architecture(name: str, tmp_path: P
     assert resolve_base(cfg.config.model, cfg.root) == hub_id  # a hub id, recorded as-is in adapter_config.json
     lora = cfg.config.training.lora
     tiny = build_tiny_model(tmp_path / arch, arch=arch, chat=True)
-    spec = TrainSpec(phase="sft", generation=1, base=str(tiny), model={"device": "cpu", "dtype": "float32"}, data="",
-                     out_dir=str(tmp_path / "a"), result=str(tmp_path / "r.json"), lora=lora.model_dump(mode="json"),
-                     hparams={}, seed=0)
+    spec = TrainSpec(phase="sft", generation=1, base=str(tiny), model=ModelConfig(device="cpu", dtype="float32"),
+                     data="", out_dir=str(tmp_path / "a"), result=str(tmp_path / "r.json"), lora=lora,
+                     sft=cfg.config.training.sft, schedule=Schedule(epochs=1, learning_rate=1e-3), seed=0)
     policy = load_policy(spec)
     lora_layers = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in policy.model.named_parameters()
                    if ".lora_A." in n}

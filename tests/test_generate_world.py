@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from evolver.config import load_config
-from evolver.context import PhaseContext
-from evolver.reflection import generate, harvest
+from evolver.backends.holder import BackendHolder
+from evolver.context import StageContext
+from evolver.stages import generate, harvest
 from evolver.store import Store
 from evolver.world import base_model_path
 
@@ -18,18 +19,15 @@ pytestmark = [pytest.mark.slow,
 
 def test_generate_phase_on_the_world_fills_the_store_once(tmp_path: Path, repo_root: Path) -> None:
     cfg_path = tmp_path / "evolver.toml"
-    cfg_path.write_text(f'state_dir = "state"\n[reflection]\npool_size = 200\nk = 2\n[generation]\nbatch_size = 100\n')
+    cfg_path.write_text('state_dir = "state"\n[reflection]\npool_size = 200\nk = 2\n[generation]\nbatch_size = 100\n')
     (tmp_path / "evals").symlink_to(repo_root / "evals")
     cfg = load_config(cfg_path)
     store = Store.open(cfg.state_dir / "evolver.db")
     store.create_generation(0, None, "embedded", "h", "{}", status="base")
     store.create_generation(1, 0, "embedded", "h", "{}")
-    ctx = PhaseContext(cfg=cfg, store=store, generation=1, parent=0)
-    from evolver.backends.factory import make_backend
-
-    backend = make_backend(cfg)
-    detail = generate.run(ctx, backend)
-    snap = harvest.run(ctx, backend)
+    ctx = StageContext(cfg, store, 1, 0, BackendHolder(cfg))
+    detail = generate.run(ctx).detail
+    snap = harvest.run(ctx).detail
     attempts = store.attempts(1, "pool")
     t1 = [a for a in attempts if a.trial == 1]
     assert len(t1) == 200 == detail["questions"]
@@ -43,9 +41,10 @@ def test_generate_phase_on_the_world_fills_the_store_once(tmp_path: Path, repo_r
     assert snap["D+"]["rows"] == sum(bool(r.success) for r in refl)
     assert snap["D+"]["rows"] > 0
     before = store.counts()
-    generate.run(ctx, backend)
-    harvest.run(ctx, backend)
+    generate.run(ctx)
+    harvest.run(ctx)
     assert store.counts() == before
+    ctx.backends.close()
 
 
 def test_generation_zero_can_use_a_reflection(tmp_path: Path, repo_root: Path) -> None:
@@ -56,7 +55,7 @@ def test_generation_zero_can_use_a_reflection(tmp_path: Path, repo_root: Path) -
     from typer.testing import CliRunner
 
     from evolver.cli.app import app
-    from evolver.evaluation.run import purpose
+    from evolver.evaluation.outcomes import purpose
 
     (tmp_path / "evals").symlink_to(repo_root / "evals")
     (tmp_path / "policies").symlink_to(repo_root / "policies")
@@ -65,9 +64,10 @@ def test_generation_zero_can_use_a_reflection(tmp_path: Path, repo_root: Path) -
         s.create_generation(0, None, "embedded", "h", "{}", status="base")
     r = CliRunner().invoke(app, ["-c", str(tmp_path / "evolver.toml"), "eval", "--generation", "0", "--json"])
     assert r.exit_code == 0, r.output
-    res = json.loads(r.stdout)["results"]["arith"]["standard"]
+    res = json.loads(r.stdout)["results"]["arith"]["arith"]["standard"]
     assert 0.25 <= res["acc@t1"] <= 0.65
     assert res["acc@t2"] >= res["acc@t1"] + 0.03
     with Store.open(tmp_path / "state" / "evolver.db") as s:
-        t1 = [a for a in s.attempts(0, purpose("arith", "standard")) if a.trial == 1]
+        key = s.evaluation(0, "arith").key
+        t1 = [a for a in s.attempts(0, purpose("arith", "standard", key)) if a.trial == 1]
     assert len(t1) >= 500 and res["parse_rate"] >= 0.95

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from evolver.artifacts import hash_adapter
 from evolver.backends.base import Adapter, Sampling
 from evolver.backends.openai_backend import OpenAIBackend, ServerError
 from evolver.config.schema import ModelConfig, OpenAIBackendConfig
@@ -172,7 +173,8 @@ def test_unknown_generation_is_a_one_line_404(served: dict[str, Any]) -> None:
 
 def test_adapters_load_at_run_time_once_under_a_name_that_is_never_reused(served: dict[str, Any]) -> None:
     b = _client(served, load_lora=True)
-    side = Adapter("side-7", served["root"] / "adapters" / "side", uid=7)
+    side_dir = served["root"] / "adapters" / "side"
+    side = Adapter("side-7", side_dir, uid=7, sha256=hash_adapter(side_dir))
     prompts = [b.render(t) for t in ("x", "0123", "Reflection:")]
     outs = b.generate(prompts, Sampling(max_new_tokens=10), [0, 0, 0], side)
     ref = served["ref"].generate(prompts, Sampling(max_new_tokens=10), [0, 0, 0], side)
@@ -181,7 +183,8 @@ def test_adapters_load_at_run_time_once_under_a_name_that_is_never_reused(served
     other = Adapter("side-7", served["root"] / "adapters" / "gen-0001", uid=8)
     with pytest.raises(ServerError, match="side-7: already loaded"):
         b.generate(prompts, Sampling(), [0, 0, 0], other)
-    gen = Adapter("gen-0001", served["root"] / "adapters" / "gen-0001", uid=1)  # a generation the server knows
+    gen_dir = served["root"] / "adapters" / "gen-0001"
+    gen = Adapter("gen-0001", gen_dir, uid=1, sha256=hash_adapter(gen_dir))  # a generation the server knows
     assert b.generate(prompts[:1], Sampling(max_new_tokens=4), [0], gen)[0].text == \
         served["ref"].generate(prompts[:1], Sampling(max_new_tokens=4), [0], gen)[0].text
     b.close()

@@ -11,8 +11,9 @@ from evolver.backends.base import Sampling
 from evolver.backends.transformers_backend import TransformersBackend
 from evolver.config import load_config
 from evolver.config.schema import ModelConfig
-from evolver.context import PhaseContext, Stopped
-from evolver.reflection import harvest
+from evolver.backends.holder import BackendHolder
+from evolver.context import StageContext, Stopped
+from evolver.stages import harvest
 from evolver.reflection.engine import LoopSpec, run_loop, uniform_picker
 from evolver.reflection.instructions import default_pool
 from evolver.store import Store
@@ -128,8 +129,9 @@ def test_harvest_snapshots(tmp_path: Path, backend) -> None:  # noqa: ANN001
     cfg_path.write_text("[reflection]\npairs_per_question = 2\n")
     store = Store.open(tmp_path / "e.db")
     _run(store, backend, _spec(rounds=1))
-    ctx = PhaseContext(cfg=load_config(cfg_path), store=store, generation=1, parent=None)
-    detail = harvest.run(ctx, backend)
+    cfg = load_config(cfg_path)
+    ctx = StageContext(cfg, store, 1, None, BackendHolder(cfg, lambda _cfg: backend))
+    detail = harvest.run(ctx).detail
     refl = store.reflections(1, "pool")
     assert detail["D+"]["rows"] == sum(bool(r.success) for r in refl)
     assert detail["D-"]["rows"] == sum(not r.success for r in refl)
@@ -142,6 +144,6 @@ def test_harvest_snapshots(tmp_path: Path, backend) -> None:  # noqa: ANN001
         per_q[p["question_id"]] = per_q.get(p["question_id"], 0) + 1
         assert p["chosen"] != p["rejected"] or p["chosen_id"] != p["rejected_id"]
     assert all(v <= 2 for v in per_q.values())
-    again = harvest.run(ctx, backend)
+    again = harvest.run(ctx).detail
     assert again == {k: v for k, v in detail.items()}
     assert store.counts()["datasets"] == len(detail)

@@ -1,8 +1,9 @@
-"""Training phases on a tiny local model: real child processes, real trl, real adapters.
+"""Training stages on a tiny local model: real child processes, real trl, real adapters.
 
-One module fixture trains gen 1 (SFT then DPO) and gen 2 (SFT continuing from gen 1) once;
-the tests read what those runs left in the store and on disk. Failure paths (crash, kill,
-corrupt adapter, too little data) cost no training.
+One module fixture trains gen 1 (SFT then DPO) and gen 2 (SFT continuing from gen 1) once,
+through the cycle's `run_stage` (which records the phase rows, as the daemon does); the tests
+read what those runs left in the store and on disk. Failure paths (crash, kill, corrupt
+adapter, too little data) cost no training.
 """
 
 from __future__ import annotations
@@ -15,24 +16,22 @@ from typing import Any
 
 import pytest
 
+from evolver.artifacts import AdapterError, atomic_dir, hash_adapter, verify_adapter
+from evolver.backends.holder import BackendHolder
 from evolver.config import load_config
-from evolver.context import PhaseContext, Stopped
+from evolver.config.schema import DPOConfig, LoraConfig, ModelConfig, SFTConfig
+from evolver.context import StageContext, Stopped
+from evolver.daemon.cycle import GenerationFailed, run_stage
 from evolver.reflection import prompts
+from evolver.states import Stage
 from evolver.store import Store
 from evolver.training import data as tdata
-from evolver.training.adapters import (
-    AdapterError,
-    atomic_dir,
-    hash_adapter,
-    load_adapter,
-    tensors_sha256,
-    verify_adapter,
-)
+from evolver.training.adapters import load_adapter, tensors_sha256
 from evolver.training.child import CRASH_ENV
 from evolver.training.device import plan_device
 from evolver.training.launch import child_command
-from evolver.training.phase import TrainingError, run_dpo, run_sft
-from evolver.training.spec import AdapterRef, TrainSpec
+from evolver.training.errors import TrainingError
+from evolver.training.spec import AdapterRef, Schedule, TrainSpec
 
 FMT = "Answer with Finish[number]."
 
@@ -87,10 +86,27 @@ def make_world(root: Path, base: Path, lineage: str = "continue", window: int = 
     return cfg, store
 
 
-def ctx_for(cfg, store: Store, gen: int, parent: int | None, **kw: Any) -> PhaseContext:  # noqa: ANN001
+def ctx_for(cfg, store: Store, gen: int, parent: int | None, **kw: Any) -> StageContext:  # noqa: ANN001
     if store.generation(gen) is None:
         store.create_generation(gen, parent, "base", cfg.hash, "{}")
-    return PhaseContext(cfg, store, gen, parent, **kw)
+    return StageContext(cfg, store, gen, parent, BackendHolder(cfg), **kw)
+
+
+def _stage(ctx: StageContext, stage: Stage) -> dict[str, Any]:
+    """One training stage as the daemon runs it (phase row recorded, no retry); its detail and status."""
+    try:
+        result = run_stage(ctx, stage, retries=0, backoff=0.0)
+    except GenerationFailed as err:
+        raise err.__cause__ from None  # the stage's own error, as a caller of the stage sees it
+    return {"status": "skipped" if result.skipped else "done", **result.detail}
+
+
+def run_sft(ctx: StageContext) -> dict[str, Any]:
+    return _stage(ctx, Stage.SFT)
+
+
+def run_dpo(ctx: StageContext) -> dict[str, Any]:
+    return _stage(ctx, Stage.DPO)
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +167,10 @@ def test_completion_only_labels(tiny_model_dir: Path, tmp_path: Path) -> None:
     from evolver.training.runtime import load_policy
     from evolver.training.sft import build_sft_trainer
 
-    spec = TrainSpec(phase="sft", generation=1, base=str(tiny_model_dir), model={"device": "cpu"}, data="",
+    spec = TrainSpec(phase="sft", generation=1, base=str(tiny_model_dir), model=ModelConfig(device="cpu"), data="",
                      out_dir=str(tmp_path / "a"), result=str(tmp_path / "r.json"),
-                     lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"},
-                     hparams={"epochs": 1, "learning_rate": 1e-3, "batch_size": 2, "grad_accum": 1, "max_length": 512},
-                     seed=0)
+                     lora=LoraConfig(r=4, alpha=8, dropout=0.0), sft=SFTConfig(batch_size=2),
+                     schedule=Schedule(epochs=1, learning_rate=1e-3), seed=0)
     policy = load_policy(spec)
     row = dplus_rows(1)[0]
     ex = {"prompt": row["reflect_prompt"], "completion": prompts.one_stage_completion(row["reflection"], row["trial2"])}
@@ -251,13 +266,21 @@ def test_second_generation_continues_from_the_first(trained: dict[str, Any]) -> 
 
 
 def test_done_phase_is_not_retrained(trained: dict[str, Any]) -> None:
+    """The cycle skips finished phases: resuming generation 1 trains nothing again."""
+    from evolver.daemon.cycle import run_generation
+
     store: Store = trained["store"]
-    ctx = PhaseContext(trained["cfg"], store, 1, 0)
     result_file = trained["cfg"].state_dir / "train/gen-0001/sft/result.json"
     mtime = result_file.stat().st_mtime_ns
     attempts = store.phase(1, "sft").attempts
-    assert run_sft(ctx) == trained["sft1"]
-    assert run_dpo(ctx) == trained["dpo1"]
+    for name in ("generate", "harvest"):  # the fixture trained from stored snapshots: mark the rest done
+        store.phase_start(1, name)
+        store.phase_finish(1, name, "done", detail={})
+    store.phase_start(1, "evaluate")  # and stop the resumed generation right after training
+    ctx = StageContext(trained["cfg"], store, 1, 0, BackendHolder(trained["cfg"]))
+    ctx.stop.set()
+    with pytest.raises(Stopped):
+        run_generation(ctx)
     assert result_file.stat().st_mtime_ns == mtime and store.phase(1, "sft").attempts == attempts
     assert store.generation(1).adapter_sha256 == trained["dpo1"]["adapter_sha256"]
 
@@ -272,9 +295,9 @@ def test_dpo_reference_choices(trained: dict[str, Any], tmp_path: Path) -> None:
     parent = trained["sft2"]
     logps = {}
     for ref in ("sft", "parent", "base"):
-        spec.ref = ref  # type: ignore[assignment]
-        spec.ref_adapter = AdapterRef(parent["adapter_path"], parent["adapter_sha256"]) if ref == "parent" else None
-        trainer, what = build_dpo_trainer(load_policy(spec), pairs, spec, tmp_path / ref)
+        ref_adapter = AdapterRef(path=parent["adapter_path"], sha256=parent["adapter_sha256"]) if ref == "parent" else None
+        this = spec.model_copy(update={"ref": ref, "ref_adapter": ref_adapter})
+        trainer, what = build_dpo_trainer(load_policy(this), pairs, this, tmp_path / ref)
         assert what == ref
         model = trainer.model
         assert model.active_adapter == "default"
@@ -297,8 +320,8 @@ def test_dpo_sft_weight_adds_the_chosen_nll(trained: dict[str, Any], tmp_path: P
     pairs = read_jsonl(spec.data)[:2]
     loss = {}
     for w in (0.0, 1.0):
-        spec.hparams["sft_weight"] = w
-        trainer, _ = build_dpo_trainer(load_policy(spec), pairs, spec, tmp_path / str(w))
+        this = spec.model_copy(update={"dpo": spec.dpo.model_copy(update={"sft_weight": w})})
+        trainer, _ = build_dpo_trainer(load_policy(this), pairs, this, tmp_path / str(w))
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
         with torch.no_grad():
             loss[w] = float(trainer.compute_loss(trainer.model, batch))
@@ -395,7 +418,7 @@ def test_dpo_needs_sft_first_and_stop_is_honoured(tmp_path: Path, tiny_model_dir
     ctx.stop.set()
     with pytest.raises(Stopped):
         run_sft(ctx)
-    assert store.phase(1, "sft") is None
+    assert store.phase(1, "sft") is None  # stopped before the phase was marked running
 
 
 # -- pure parts ------------------------------------------------------------------------------
@@ -430,3 +453,20 @@ def test_atomic_dir_keeps_the_old_folder_on_failure(tmp_path: Path) -> None:
     with atomic_dir(final) as tmp:
         (tmp / "a.bin").write_bytes(b"two")
     assert hash_adapter(final) != before
+
+
+def test_the_child_receives_every_setting_typed(trained: dict[str, Any]) -> None:
+    """The spec on disk round-trips to the config's own sections: each SFT/DPO setting with its type and value."""
+    cfg = trained["cfg"].config
+    for phase, section, cls in (("sft", cfg.training.sft, SFTConfig), ("dpo", cfg.training.dpo, DPOConfig)):
+        spec = TrainSpec.load(trained["cfg"].state_dir / f"train/gen-0001/{phase}/spec.json")
+        got = getattr(spec, phase)
+        assert isinstance(got, cls) and got == section
+        for name in cls.model_fields:
+            assert type(getattr(got, name)) is type(getattr(section, name)), name
+        assert spec.model == cfg.model and spec.lora == cfg.training.lora
+        assert spec.schedule.learning_rate == section.learning_rate and spec.schedule.epochs == section.epochs
+    raw = json.loads((trained["cfg"].state_dir / "train/gen-0001/dpo/spec.json").read_text())
+    raw["dpo"]["bogus"] = 1
+    with pytest.raises(ValueError, match="bogus"):
+        TrainSpec.model_validate(raw)  # a setting the child does not know is refused, not dropped

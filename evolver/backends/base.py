@@ -8,7 +8,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from evolver.errors import EvolverError
+
+# Tokens that end an assistant turn in the common chat templates (ChatML, Llama 3, Phi, Gemma, ...).
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>")
+TokenLogprobs = tuple[list[str], list[float | None], list[int]]  # tokens, log-probabilities, character offsets
+
+
+class Unsupported(EvolverError):
+    """A backend asked for something it cannot do (e.g. per-token log-probabilities over HTTP chat)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,17 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def stop_token_ids(tokenizer: Any, chat: bool, extra: set[int] | None = None) -> list[int]:
+    """The ids that end generation: EOS, the model's generation EOS (`extra`), and end-of-turn tokens of chat models."""
+    ids: set[int] = set(extra or ())
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    if chat:
+        vocab = tokenizer.get_vocab()
+        ids.update(vocab[t] for t in END_OF_TURN if t in vocab)
+    return sorted(ids)
+
+
 def wants_chat(tokenizer: object, style: str) -> bool:
     """'chat' always, 'plain' never, 'auto' when the tokenizer has a chat template."""
     return style == "chat" or (style == "auto" and bool(getattr(tokenizer, "chat_template", None)))
@@ -74,6 +95,16 @@ class Backend(Protocol):
 
     def render(self, text: str) -> str:
         """The exact string sent for a user text: itself for base models, the chat template for chat models."""
+        ...
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+        """A whole conversation through the chat template, ready for the assistant's turn (Unsupported without one)."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def token_logprobs(self, text: str, adapter: Adapter | None = None) -> TokenLogprobs:
+        """Teacher-forced log-probability of each token of `text` (the first has none), with character offsets."""
         ...
 
     def close(self) -> None: ...

@@ -22,13 +22,14 @@ from typing import Any
 
 import httpx
 
-from evolver.backends.base import Adapter, Output, Sampling
+from evolver.backends.base import Adapter, Output, Sampling, TokenLogprobs, Unsupported, stop_token_ids
 from evolver.config.schema import ModelConfig, OpenAIBackendConfig
+from evolver.errors import EvolverError
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-class ServerError(RuntimeError):
+class ServerError(EvolverError):
     """A request the server refused or that never got an answer; one line naming the URL."""
 
 
@@ -65,6 +66,17 @@ class OpenAIBackend:
             return text
         return self._tok().apply_chat_template([{"role": "user", "content": text}], tokenize=False,
                                                add_generation_prompt=True)
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+        if not self._is_chat():
+            raise Unsupported("this model has no chat template; use /v1/completions")
+        return self._tok().apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tok()(text, add_special_tokens=not self._is_chat()).input_ids)
+
+    def token_logprobs(self, text: str, adapter: Adapter | None = None) -> TokenLogprobs:
+        raise Unsupported("per-token log-probabilities are served with generation.backend = 'transformers'")
 
     def generate(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int],
                  adapter: Adapter | None = None) -> list[Output]:
@@ -195,14 +207,7 @@ class OpenAIBackend:
         """End-of-turn ids for chat prompts we templated ourselves (vLLM's `stop_token_ids` extension)."""
         if self.cfg.endpoint == "chat" or self.model_cfg.prompt_style == "plain" or not self._is_chat():
             return []
-        from evolver.backends.transformers_backend import END_OF_TURN
-
-        tok = self._tok()
-        vocab = tok.get_vocab()
-        ids = {vocab[t] for t in END_OF_TURN if t in vocab}
-        if tok.eos_token_id is not None:
-            ids.add(int(tok.eos_token_id))
-        return sorted(ids)
+        return stop_token_ids(self._tok(), chat=True)
 
 
 def _reason(err: httpx.TransportError) -> str:

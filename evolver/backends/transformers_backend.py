@@ -12,11 +12,20 @@ from typing import Any
 
 import torch
 
-from evolver.backends.base import Adapter, Output, Sampling, cut_at_stop, render_user_turn, wants_chat
+from evolver.artifacts import verify_adapter
+from evolver.backends.base import (
+    Adapter,
+    Output,
+    Sampling,
+    TokenLogprobs,
+    Unsupported,
+    cut_at_stop,
+    render_user_turn,
+    stop_token_ids,
+    wants_chat,
+)
 from evolver.config.schema import ModelConfig
-from evolver.models import ModelLoadError, load_causal_lm, load_tokenizer, pick_device
-
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>")
+from evolver.models import load_causal_lm, load_tokenizer, pick_device, quiet_loading
 
 
 class _SeededGumbel:
@@ -67,6 +76,26 @@ class TransformersBackend:
     def render(self, text: str) -> str:
         return render_user_turn(self.tokenizer, text, self.chat)
 
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+        if not self.chat:
+            raise Unsupported("this model has no chat template; use /v1/completions")
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def token_logprobs(self, text: str, adapter: Adapter | None = None) -> TokenLogprobs:
+        enc = self.tokenizer(text, add_special_tokens=not self.chat, return_offsets_mapping=True)
+        ids = list(enc["input_ids"])
+        offsets = [int(s) for s, _ in enc["offset_mapping"]]
+        model = self._use(adapter)
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids], device=self.device)).logits[0].float()
+        target = torch.tensor(ids[1:], device=self.device).unsqueeze(-1)
+        lp = logits[:-1].log_softmax(-1).gather(-1, target).squeeze(-1)
+        values: list[float | None] = [None, *(float(v) for v in lp.tolist())]
+        return [self.tokenizer.decode([i]) for i in ids], values, offsets
+
     def generate(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int],
                  adapter: Adapter | None = None) -> list[Output]:
         if len(prompts) != len(seeds):
@@ -112,18 +141,9 @@ class TransformersBackend:
         return self.tokenizer(prompt, add_special_tokens=not self.chat).input_ids
 
     def _stop_ids(self) -> list[int]:
-        ids: set[int] = set()
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(int(self.tokenizer.eos_token_id))
         gen_eos = getattr(self._base.generation_config, "eos_token_id", None)
-        if isinstance(gen_eos, int):
-            ids.add(gen_eos)
-        elif isinstance(gen_eos, list):
-            ids.update(int(i) for i in gen_eos)
-        if self.chat:
-            vocab = self.tokenizer.get_vocab()
-            ids.update(vocab[t] for t in END_OF_TURN if t in vocab)
-        return sorted(ids)
+        extra = {gen_eos} if isinstance(gen_eos, int) else {int(i) for i in gen_eos or ()}
+        return stop_token_ids(self.tokenizer, self.chat, extra)
 
     def _use(self, adapter: Adapter | None) -> Any:
         """Activate an adapter: loaded once, merged into a fresh base copy when the dtype makes merging exact."""
@@ -134,12 +154,12 @@ class TransformersBackend:
             return self._model
         from peft import PeftModel
 
-        if not (adapter.path / "adapter_config.json").is_file():
-            raise ModelLoadError(f"{adapter.path}: adapter not found (no adapter_config.json)")
+        verify_adapter(adapter.path, adapter.sha256)  # the weights loaded are the ones recorded
         fresh = load_causal_lm(self.base_ref, self.model_cfg, self.device)
-        peft_model = PeftModel.from_pretrained(fresh, str(adapter.path))
         exact = next(fresh.parameters()).dtype == torch.float32
-        self._model = (peft_model.merge_and_unload() if exact else peft_model).eval()
+        with quiet_loading():
+            peft_model = PeftModel.from_pretrained(fresh, str(adapter.path))
+            self._model = (peft_model.merge_and_unload() if exact else peft_model).eval()
         self._adapter = adapter
         return self._model
 

@@ -14,10 +14,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from evolver.backends.base import Adapter, Output, Sampling, render_user_turn, wants_chat
-from evolver.backends.transformers_backend import END_OF_TURN
+from evolver.artifacts import verify_adapter
+from evolver.backends.base import (
+    Adapter,
+    Output,
+    Sampling,
+    TokenLogprobs,
+    Unsupported,
+    render_user_turn,
+    stop_token_ids,
+    wants_chat,
+)
 from evolver.config.schema import ModelConfig, VLLMBackendConfig
 from evolver.models import ModelLoadError, pick_device
+
 
 class VLLMBackend:
     """Generation with vLLM's offline `LLM`; one engine, adapters selected per call."""
@@ -51,6 +61,17 @@ class VLLMBackend:
     # -- interface ---------------------------------------------------------------------------
     def render(self, text: str) -> str:
         return render_user_turn(self.tokenizer, text, self.chat)
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+        if not self.chat:
+            raise Unsupported("this model has no chat template; use /v1/completions")
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def token_logprobs(self, text: str, adapter: Adapter | None = None) -> TokenLogprobs:
+        raise Unsupported("per-token log-probabilities are served with generation.backend = 'transformers'")
 
     def generate(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int],
                  adapter: Adapter | None = None) -> list[Output]:
@@ -120,8 +141,7 @@ class VLLMBackend:
         if seen is None:
             if adapter.uid < 1:
                 raise ModelLoadError(f"{adapter.name}: LoRA id must be >= 1 for vLLM, got {adapter.uid}")
-            if not (adapter.path / "adapter_config.json").is_file():
-                raise ModelLoadError(f"{adapter.path}: adapter not found (no adapter_config.json)")
+            verify_adapter(adapter.path, adapter.sha256)
             clash = [a for a in self._adapters.values() if a.uid == adapter.uid]
             if clash:
                 raise ModelLoadError(f"{adapter.name}: LoRA id {adapter.uid} is already {clash[0].name}'s")
@@ -129,15 +149,7 @@ class VLLMBackend:
         return LoRARequest(adapter.name, adapter.uid, str(adapter.path))
 
     def _stop_ids(self) -> list[int]:
-        ids: set[int] = set()
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(int(self.tokenizer.eos_token_id))
-        gen_eos = _generation_eos(self.base_ref)
-        ids.update(gen_eos)
-        if self.chat:
-            vocab = self.tokenizer.get_vocab()
-            ids.update(vocab[t] for t in END_OF_TURN if t in vocab)
-        return sorted(ids)
+        return stop_token_ids(self.tokenizer, self.chat, _generation_eos(self.base_ref))
 
 
 def _dtype(model_cfg: ModelConfig, device: str) -> str:

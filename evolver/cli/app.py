@@ -1,17 +1,43 @@
-"""The `evolver` command. Heavy imports (torch, trl) live inside command bodies so --help is instant."""
+"""The `evolver` command. Heavy imports (torch, trl) live inside command bodies so --help is instant.
+
+Errors are caught here and only here: an `EvolverError` from any command becomes one line on
+stderr (or `{"error", "message"}` on stdout under `--json`) and its exit code. Anything else is
+a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
-from evolver.cli.common import Globals
+from evolver.cli.common import Globals, emit_json
+from evolver.errors import EvolverError
 from evolver.logs import LEVELS
+
+
+class EvolverGroup(TyperGroup):
+    """The root group: runs a command and maps its EvolverError to one line and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        as_json = "--json" in ctx.args
+        try:
+            return super().invoke(ctx)
+        except EvolverError as err:
+            if as_json:
+                emit_json({"error": err.kind, "message": err.line})
+            else:
+                sys.stderr.write(f"evolver: error: {err.line}\n")
+            raise typer.Exit(err.exit_code) from None
+
 
 app = typer.Typer(
     name="evolver",
+    cls=EvolverGroup,
     help="Evolve a small language model generation after generation by learning from its own reflections.",
     no_args_is_help=True,
     add_completion=False,

@@ -1,6 +1,7 @@
-"""What every command shares: finding the config, opening the store, printing, and exit codes.
+"""What every command shares: finding the config, opening the store, printing.
 
-Errors become one line and an exit code here, and only here (0 ok, 1 runtime failure, 2 usage/config).
+Commands raise `EvolverError`s (UsageError for bad input, exit 2; the rest exit 1); the CLI
+turns them into one line and an exit code in exactly one place (`evolver.cli.app`).
 """
 
 from __future__ import annotations
@@ -10,21 +11,19 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from rich.console import Console
 
-from evolver.config import ConfigError, LoadedConfig, load_config
+from evolver.config import LoadedConfig, load_config
+from evolver.errors import EvolverError, UsageError
 
-EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad input from the user (exit 2)."""
+__all__ = ["EvolverError", "Globals", "RuntimeFailure", "UsageError", "console", "emit_json", "find_config",
+           "get_globals", "loaded_config", "open_store", "setup_logs"]
 
 
-class RuntimeFailure(Exception):
+class RuntimeFailure(EvolverError):
     """A command that could not do its job (exit 1)."""
 
 
@@ -57,7 +56,7 @@ def loaded_config(ctx: typer.Context, explicit: Path | None = None) -> LoadedCon
     return load_config(find_config(explicit or get_globals(ctx).config_path))
 
 
-def open_store(cfg: LoadedConfig, create: bool = True):
+def open_store(cfg: LoadedConfig, create: bool = True):  # noqa: ANN201 - a Store, imported lazily
     """Open the store of a config's state dir (None when `create` is false and there is none yet)."""
     from evolver.store import Store
 
@@ -84,23 +83,3 @@ def console() -> Console:
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def fail(message: str, code: int = EXIT_RUNTIME, as_json: bool = False) -> NoReturn:
-    if as_json:
-        emit_json({"error": "usage" if code == EXIT_USAGE else "runtime", "message": message})
-    else:
-        sys.stderr.write(f"evolver: error: {message}\n")
-    raise typer.Exit(code)
-
-
-def run_guarded(fn, *args, as_json: bool = False, **kwargs):  # noqa: ANN001, ANN201
-    """Call a command body, mapping known errors to one line and an exit code."""
-    from evolver.store import SchemaTooNewError, StoreError
-
-    try:
-        return fn(*args, **kwargs)
-    except (ConfigError, UsageError) as err:
-        fail(str(err), EXIT_USAGE, as_json)
-    except (StoreError, SchemaTooNewError, RuntimeFailure, FileNotFoundError) as err:
-        fail(str(err), EXIT_RUNTIME, as_json)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evolver.cli.common import console, emit_json, find_config, get_globals, run_guarded
+from evolver.cli.common import console, emit_json, find_config, get_globals
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         """Print the effective configuration (defaults filled in)."""
         from evolver.config import load_config, to_toml
 
-        cfg = run_guarded(load_config, find_config(get_globals(ctx).config_path), as_json=as_json)
+        cfg = load_config(find_config(get_globals(ctx).config_path))
         if as_json:
             emit_json(cfg.config.model_dump(mode="json"))
         else:
@@ -30,5 +30,5 @@ def register(app: typer.Typer) -> None:
         from evolver.config import load_config
 
         path = file or find_config(get_globals(ctx).config_path)
-        cfg = run_guarded(load_config, path)
+        cfg = load_config(path)
         console().print(f"{cfg.path or 'built-in defaults'}: config is well-formed")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evolver.cli.common import UsageError, console, emit_json, loaded_config, open_store, run_guarded
+from evolver.cli.common import UsageError, console, emit_json, loaded_config, open_store
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
                     raise UsageError(f"generation {generation} does not exist")
                 return export_snapshots(store, generation, out, fmt)
 
-        written = run_guarded(body)
+        written = body()
         for kind, path in written.items():
             console().print(f"{kind}: {path}")
         if not written:
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
                 except InterchangeError as err:
                     raise UsageError(str(err)) from None
 
-        rep = run_guarded(body, as_json=as_json)
+        rep = body()
         data = {"path": str(rep.path), "kind": rep.kind, "imported": rep.imported, "skipped": len(rep.problems),
                 "problems": rep.problems, "dataset_id": rep.dataset_id, "sha256": rep.sha256}
         if as_json:

@@ -15,7 +15,8 @@ from typing import Any
 
 import typer
 
-from evolver.cli.common import EXIT_USAGE, RuntimeFailure, UsageError, console, emit_json, fail, loaded_config, run_guarded
+from evolver.cli.common import RuntimeFailure, UsageError, console, emit_json, loaded_config
+from evolver.states import GenStatus, gen_name
 
 SHOW_IDS = 10
 
@@ -115,47 +116,37 @@ def render(outcome: EvalOutcome, show_wrong: int = 0):  # noqa: ANN201 - a rich 
 
 def evaluate_generation(ctx: typer.Context, generation: int, benchmark: str | None) -> dict[str, Any]:
     """Run (or read from the store) a generation's evaluation on one or every configured suite."""
-    from evolver.context import PhaseContext
-    from evolver.evaluation.run import evaluate_suite
+    from evolver.backends.holder import BackendHolder
+    from evolver.context import StageContext
+    from evolver.evaluation.run import evaluate, stored_report
     from evolver.store import Store
 
     cfg = loaded_config(ctx)
     db = cfg.state_dir / "evolver.db"
     if not db.exists():
         raise UsageError(f"{db}: no store yet (run `evolver run` first)")
-    with Store.open(db) as store:
+    with Store.open(db) as store, BackendHolder(cfg) as backends:
         g = store.generation(generation)
         if g is None:
             raise UsageError(f"generation {generation} does not exist")
-        if g.status in ("failed", "running") and not store.eval_results(generation):
-            raise RuntimeFailure(f"gen-{generation:04d} is {g.status}; it has no model to evaluate")
+        if g.status in (GenStatus.FAILED, GenStatus.RUNNING) and not store.eval_results(generation):
+            raise RuntimeFailure(f"{gen_name(generation)} is {g.status}; it has no model to evaluate")
         suites = [benchmark] if benchmark else cfg.config.evaluation.benchmarks
-        pctx = PhaseContext(cfg=cfg, store=store, generation=generation, parent=g.parent_id)
-        backend = None
-        try:
-            from evolver.backends.factory import make_backend
-
-            out = {}
-            for suite in suites:
-                if backend is None:
-                    backend = make_backend(cfg)
-                out[suite] = evaluate_suite(pctx, suite, backend)
-            return out
-        finally:
-            if backend is not None:
-                backend.close()
+        sctx = StageContext(cfg, store, generation, g.parent_id, backends)
+        return {suite: stored_report(sctx, evaluate(sctx, suite, generation)) for suite in suites}
 
 
 def render_generation(generation: int, results: dict[str, Any]):  # noqa: ANN201
     from rich.table import Table
 
-    t = Table(title=f"gen-{generation:04d}")
+    t = Table(title=gen_name(generation))
     for col in ("benchmark", "protocol", "acc@t1", "acc@t2", "parse rate"):
         t.add_column(col, justify="left" if col in ("benchmark", "protocol") else "right")
-    for suite, protos in results.items():
-        for proto, m in protos.items():
-            fmt = lambda k: f"{100 * m[k]:.1f}" if k in m else "-"  # noqa: E731
-            t.add_row(suite, proto, fmt("acc@t1"), fmt("acc@t2"), fmt("parse_rate"))
+    for units in results.values():
+        for unit, protos in units.items():
+            for proto, m in protos.items():
+                fmt = lambda k: f"{100 * m[k]:.1f}" if k in m else "-"  # noqa: E731
+                t.add_row(unit, proto, fmt("acc@t1"), fmt("acc@t2"), fmt("parse_rate"))
     return t
 
 
@@ -177,25 +168,24 @@ def register(app: typer.Typer) -> None:
         Unreadable prediction lines are listed on stderr as FILE:LINE: reason. Exit 1 when nothing could be scored.
         """
         if predictions is None and generation is None:
-            fail("give --generation N to evaluate a model, or --predictions FILE.jsonl to score saved outputs",
-                 EXIT_USAGE, as_json)
+            raise UsageError("give --generation N to evaluate a model, or --predictions FILE.jsonl to score saved outputs")
         if predictions is not None and generation is not None:
-            fail("--generation and --predictions exclude each other", EXIT_USAGE, as_json)
+            raise UsageError("--generation and --predictions exclude each other")
         if generation is not None:
-            results = run_guarded(evaluate_generation, ctx, generation, benchmark, as_json=as_json)
+            results = evaluate_generation(ctx, generation, benchmark)
             if as_json:
                 emit_json({"generation": generation, "results": results})
             else:
                 console().print(render_generation(generation, results))
             return
         if benchmark is None:
-            fail("--predictions needs --benchmark", EXIT_USAGE, as_json)
+            raise UsageError("--predictions needs --benchmark")
 
         def body() -> EvalOutcome:
             cfg = loaded_config(ctx)
             return score_predictions_file(benchmark, predictions, suite_dirs(cfg.root), limit, split, workers)
 
-        outcome = run_guarded(body, as_json=as_json)
+        outcome = body()
         for line in outcome.report.malformed:
             sys.stderr.write(f"evolver: warning: {line}\n")
         if as_json:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from evolver.cli.common import UsageError, console, get_globals, run_guarded
+from evolver.cli.common import UsageError, console, get_globals
 
 DEFAULT_FILES = ("evolver.toml", "policies", "evals")
 
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         """Write evolver.toml, policies/, evals/ and an empty state/ into DIRECTORY."""
         from evolver.logs import get_logger, setup_logging
 
-        written = run_guarded(init_dir, directory, force)
+        written = init_dir(directory, force)
         setup_logging(get_globals(ctx).log_level, directory / "state" / "logs")
         get_logger().info("init", directory=str(directory.resolve()), force=force)
         out = console()

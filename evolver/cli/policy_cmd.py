@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from evolver.cli.common import EXIT_USAGE, RuntimeFailure, emit_json, fail, loaded_config, open_store, run_guarded
+from evolver.cli.common import RuntimeFailure, UsageError, emit_json, loaded_config, open_store
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         """Serve generation GEN whatever the policy decides, until `evolver unpin`."""
         from evolver.policy import pin
 
-        changed = run_guarded(_with_store, ctx, lambda s: pin(s, gen, reason))
+        changed = _with_store(ctx, lambda s: pin(s, gen, reason))
         typer.echo(f"pinned {_gen(gen)}" + ("" if changed else " (already pinned)") + "; it is served until `evolver unpin`")
 
     @app.command("unpin")
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         def body(store: Any) -> tuple[int | None, int | None]:
             return unpin(store, reason), store.pointer("current")
 
-        prev, cur = run_guarded(_with_store, ctx, body)
+        prev, cur = _with_store(ctx, body)
         typer.echo("nothing was pinned" if prev is None else f"unpinned {_gen(prev)}; serving {_gen(cur)}")
 
     @app.command("rollback")
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
             g = store.generation(dst)
             return frm, dst, g.adapter_sha256 if g else None
 
-        frm, dst, sha = run_guarded(_with_store, ctx, body)
+        frm, dst, sha = _with_store(ctx, body)
         typer.echo(f"rolled back {_gen(frm)} -> {_gen(dst)} (adapter {sha[:12] if sha else 'none: base model'})")
 
     @app.command("promote")
@@ -89,8 +89,8 @@ def register(app: typer.Typer) -> None:
         from evolver.policy import manual_promote
 
         if not reason.strip():
-            fail("--reason must not be empty", EXIT_USAGE)
-        pinned = run_guarded(_with_store, ctx, lambda s: manual_promote(s, gen, reason))
+            raise UsageError("--reason must not be empty")
+        pinned = _with_store(ctx, lambda s: manual_promote(s, gen, reason))
         note = f"; {_gen(pinned)} stays pinned and served until `evolver unpin`" if pinned is not None else ""
         typer.echo(f"promoted {_gen(gen)} (manual): {reason}{note}")
 
@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
             finally:
                 store.close()
 
-        rows = run_guarded(body, as_json=as_json)
+        rows = body()
         if as_json:
             emit_json(rows)
             return
@@ -131,6 +131,6 @@ def register(app: typer.Typer) -> None:
             path = file if file is not None else (lambda c: c.resolve(c.config.policy.file))(loaded_config(ctx))
             return path, load_policy(path)
 
-        path, pol = run_guarded(body)
+        path, pol = body()
         typer.echo(f"{path}: policy {pol.name!r} is well-formed (primary {pol.primary}, margin {pol.margin:g} pts,"
                    f" alpha {pol.alpha:g}, {pol.test})")

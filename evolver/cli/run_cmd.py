@@ -1,4 +1,9 @@
-"""`evolver run`: the daemon in the foreground (systemd-friendly), with live progress."""
+"""`evolver run`: the daemon in the foreground (systemd-friendly), with live progress.
+
+Exit codes: 0 when the generations asked for are done or a stop was requested; 1 when the
+daemon gave up (generation 0 failed, too many failed generations in a row, storage that cannot
+be written), with one line saying why; 2 for a config it cannot run.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from evolver.cli.common import RuntimeFailure, console, loaded_config, run_guarded, setup_logs
+from evolver.cli.common import RuntimeFailure, console, loaded_config, setup_logs
 
 
 def register(app: typer.Typer) -> None:
@@ -22,12 +27,10 @@ def register(app: typer.Typer) -> None:
         """Evolve: generate → harvest → SFT → DPO → evaluate → decide, generation after generation."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from evolver.daemon.lock import AlreadyRunning
         from evolver.daemon.runner import Daemon
 
-        cfg = run_guarded(loaded_config, ctx, config)
+        cfg = loaded_config(ctx, config)
         setup_logs(ctx, cfg)
-        _quiet_libraries()
         out = console()
         bars = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=out, transient=True)
@@ -41,32 +44,13 @@ def register(app: typer.Typer) -> None:
         daemon = Daemon(cfg, generations, progress)
         t0 = time.time()
         out.print(f"evolver: state in {cfg.state_dir}; stop with Ctrl-C (twice to exit at once)")
-        try:
-            with bars:
-                result = daemon.run()
-        except AlreadyRunning as err:
-            run_guarded(_raise, RuntimeFailure(str(err)))
-            return
+        with bars:
+            result = daemon.run()
+        if result.fatal:
+            raise RuntimeFailure(f"gave up after {len(result.generations)} generation(s): {result.fatal}")
         out.print(f"{'stopped' if result.stopped else 'finished'} after {len(result.generations)} generation(s) "
                   f"in {(time.time() - t0) / 60:.1f} min")
         from evolver.cli.lineage_view import print_lineage
 
         print_lineage(cfg, out)
         out.print("next: evolver status · evolver lineage · evolver show N · evolver tui")
-
-
-def _quiet_libraries() -> None:
-    """Our own progress bars and logs tell the story; per-load bars and deprecation notes of the
-    libraries would bury them in a run that lasts weeks."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def _raise(err: Exception) -> None:
-    raise err

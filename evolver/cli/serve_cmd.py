@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from evolver.cli.common import RuntimeFailure, UsageError, get_globals, loaded_config, open_store, run_guarded, setup_logs
+from evolver.cli.common import RuntimeFailure, UsageError, get_globals, loaded_config, open_store, setup_logs
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
             app_ = create_app(store, backend, base, max_batch=max_batch or cfg.config.generation.batch_size)
             return app_, sock, store, backend
 
-        app_, sock, store, backend = run_guarded(prepare)
+        app_, sock, store, backend = prepare()
         import uvicorn
 
         bound_host, bound_port = sock.getsockname()[:2]

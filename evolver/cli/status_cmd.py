@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from evolver.cli.common import console, emit_json, loaded_config, open_store, run_guarded, setup_logs
+from evolver.cli.common import console, emit_json, loaded_config, open_store, setup_logs
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
                 if store is not None:
                     store.close()
 
-        info = run_guarded(body, as_json=as_json)
+        info = body()
         if as_json:
             emit_json(info)
             return

@@ -14,15 +14,7 @@ from typing import Any
 
 import typer
 
-from evolver.cli.common import (
-    RuntimeFailure,
-    UsageError,
-    console,
-    emit_json,
-    loaded_config,
-    open_store,
-    run_guarded,
-)
+from evolver.cli.common import RuntimeFailure, UsageError, console, emit_json, loaded_config, open_store
 
 
 def _lineage(ctx: typer.Context, benchmark: str | None, last: int | None = None) -> Any:
@@ -67,7 +59,7 @@ def register(app: typer.Typer) -> None:
         """
         from evolver.tui.views import lineage_json, lineage_view
 
-        lin = run_guarded(_lineage, ctx, benchmark, None if as_json or show_all else last, as_json=as_json)
+        lin = _lineage(ctx, benchmark, None if as_json or show_all else last)
         if as_json:  # compact: C-speed encoding (1,000 generations pretty-printed take 0.5 s and 60k lines)
             sys.stdout.write(json.dumps(lineage_json(lin, benchmark), separators=(",", ":"), default=str) + "\n")
             return
@@ -99,7 +91,7 @@ def register(app: typer.Typer) -> None:
             check_benchmark(detail.lineage, benchmark)
             return detail
 
-        detail = run_guarded(body, as_json=as_json)
+        detail = body()
         if as_json:
             emit_json(generation_json(detail, benchmark))
             return
@@ -116,7 +108,7 @@ def register(app: typer.Typer) -> None:
         from evolver.tui.data import load_watch
         from evolver.tui.views import watch_view
 
-        cfg = run_guarded(loaded_config, ctx)
+        cfg = loaded_config(ctx)
 
         def frame() -> Any:
             store = open_store(cfg, create=False)  # re-checked each poll: the daemon may create it meanwhile
@@ -128,15 +120,15 @@ def register(app: typer.Typer) -> None:
 
         out = console()
         if once:
-            out.print(run_guarded(frame))
+            out.print(frame())
             return
         from rich.live import Live
 
         try:
-            with Live(run_guarded(frame), console=out, refresh_per_second=4, screen=False) as live:
+            with Live(frame(), console=out, refresh_per_second=4, screen=False) as live:
                 while True:
                     time.sleep(interval)
-                    live.update(run_guarded(frame))
+                    live.update(frame())
         except KeyboardInterrupt:
             pass
 
@@ -155,7 +147,7 @@ def register(app: typer.Typer) -> None:
                 raise RuntimeFailure(f"{db}: no store yet (run `evolver run` first)")
             return db
 
-        db = run_guarded(body)
+        db = body()
         from evolver.tui.app import EvolverApp
 
         EvolverApp(db, refresh_seconds=refresh, benchmark=benchmark).run()
@@ -178,5 +170,5 @@ def register(app: typer.Typer) -> None:
             target = out if out is not None else cfg.state_dir / "plots" / "accuracy.png"
             return plot_accuracy(lin, target, benchmark)
 
-        path = run_guarded(body)
+        path = body()
         typer.echo(f"wrote {path}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evolver.cli.common import RuntimeFailure, console, emit_json, run_guarded
+from evolver.cli.common import RuntimeFailure, console, emit_json
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         cfg = replace(PretrainConfig(), seed=seed, threads=threads, **({"steps": steps} if steps else {}))
         target = out or base_model_path()
         out_console = console()
-        meta = run_guarded(pretrain, target, cfg, log=out_console.print,
+        meta = pretrain(target, cfg, log=out_console.print,
                            resume=None if resume is None else (resume, cycles_done))
         out_console.print(f"saved {target} ({meta['parameters'] / 1e6:.2f} M parameters, {meta['seconds']} s, "
                           f"weights sha256 {meta['weights_sha256'][:12]})")
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
             size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
             return {"path": str(folder), "bytes": size, **meta}
 
-        info = run_guarded(body, as_json=as_json)
+        info = body()
         if as_json:
             emit_json(info)
             return

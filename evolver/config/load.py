@@ -12,9 +12,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from evolver.config.schema import EvolverConfig
+from evolver.errors import UsageError
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """A config that cannot be used; the message is one line naming file, key, expected and got."""
 
 
@@ -100,8 +101,29 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     return f"{source}: {loc}: expected {wanted}, got {_describe(first.get('input'))}{tail}"
 
 
+# Keys that existed and did nothing; a config that still sets one is told what happened to it.
+REMOVED_KEYS = {
+    "generation.trial.seed": "removed in 0.2: it was never read (sampling seeds derive from the root `seed`)",
+    "generation.reflection.seed": "removed in 0.2: it was never read (sampling seeds derive from the root `seed`)",
+    "evaluation.primary": "removed in 0.2: it was never read (the policy file's `primary` decides)",
+}
+
+
+def _removed(data: dict[str, Any], source: str) -> None:
+    for dotted, why in REMOVED_KEYS.items():
+        node: Any = data
+        for part in dotted.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is not _MISSING:
+            raise ConfigError(f"{source}: {dotted}: {why}; delete the key")
+
+
+_MISSING = object()
+
+
 def validate(data: dict[str, Any], source: str = "<config>") -> EvolverConfig:
     """Validate parsed TOML strictly: `true` is not an integer and "3" is not a number in a config file."""
+    _removed(data, source)
     try:
         return EvolverConfig.model_validate(data, strict=True)
     except ValidationError as err:

@@ -34,7 +34,6 @@ class SamplingConfig(_Section):
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 = greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     max_new_tokens: int = Field(160, ge=1, le=32768, description="Upper bound on generated tokens per output.")
-    seed: int = Field(1234, ge=0, description="Base seed; each item derives its own seed from it.")
 
 
 class OpenAIBackendConfig(_Section):
@@ -139,7 +138,6 @@ class EvaluationConfig(_Section):
     benchmarks: list[str] = Field(default_factory=lambda: ["arith"], description="Suites in evals/ to evaluate on.")
     max_rounds: int = Field(1, ge=1, le=8, description="Reflect -> correct rounds counted in acc@t2.")
     limit: int | None = Field(None, ge=1, description="Cap questions per suite (None = the manifest's cap).")
-    primary: str = Field("acc@t2", description="Metric policies compare first.")
     instruction: str = Field("1-1-2", description="Pool instruction id used for the (greedy) evaluation reflections.")
     paper_protocol: bool = Field(True, description="Also report acc@t2 with trial 1 fixed at generation 0's answers.")
 
@@ -154,6 +152,8 @@ class DaemonConfig(_Section):
     interval_minutes: float = Field(60.0, gt=0, description="Minutes between starts when schedule = 'interval'.")
     cron: str = Field("0 * * * *", description="Crontab when schedule = 'cron'.")
     retries: int = Field(2, ge=0, le=100, description="Retries of a failed phase before the generation fails.")
+    max_consecutive_failures: int = Field(
+        3, ge=1, le=1000, description="Failed generations in a row after which `evolver run` gives up (exit 1).")
     backoff_seconds: float = Field(5.0, ge=0, description="First retry delay; doubles each retry.")
     reeval_hours: float = Field(24.0, gt=0, description="Re-evaluate the current generation this often (feeds rollback).")
     keep_rejected_adapters: int = Field(3, ge=0, description="Adapters of rejected generations kept; older ones pruned.")

@@ -1,109 +1,94 @@
-"""The evaluate phase: acc@t1 and acc@t2 on held-out suites, greedy, cached in the store.
+"""Evaluating one generation on one suite: acc@t1 and acc@t2, greedy, stored under the evaluation's key.
 
 Two protocols per suite:
 - 'standard': the generation answers, reflects on its failures and retries (acc@t1, acc@t2).
 - 'paper': trial 1 is held fixed at generation 0's answers (as in ReflectEvo), so acc@t2
   measures the reflection skill alone.
-Results are keyed by (generation, suite, protocol, metric, eval-config hash): re-running is free.
+Results are reported per unit (the suite, and each of its levels when its questions have levels)
+and keyed by everything that can change an answer (evolver.evaluation.identity): re-running with
+nothing changed is free, and anything changed (weights on disk, adapter, backend, decoding,
+suite) runs again.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from evolver.backends.base import Backend, Sampling
-from evolver.context import PhaseContext
+from evolver.backends.base import Sampling
+from evolver.backends.holder import base_fingerprint
+from evolver.context import StageContext
+from evolver.evaluation.identity import eval_identity, eval_key
+from evolver.evaluation.outcomes import by_unit, outcomes, purpose, question_levels, rates
+from evolver.models import pick_device
 from evolver.reflection.common import adapter_for, instruction_pool, load_task, register_items, suite_limit
 from evolver.reflection.engine import LoopSpec, fixed_picker, run_loop
-from evolver.store import Store, canonical_hash
+from evolver.reflection.instructions import Instruction
+from evolver.states import BASE_GENERATION, EvalProtocol, gen_name
+from evolver.store.schema import Evaluation
 
-BASE_GENERATION = 0
-
-
-def purpose(suite: str, protocol: str) -> str:
-    return f"eval:{suite}" if protocol == "standard" else f"eval-fixed:{suite}"
+Report = dict[str, dict[str, dict[str, float]]]  # unit -> protocol -> metric -> value
 
 
-def eval_hash(ctx: PhaseContext, suite: str) -> str:
-    """What makes two evaluations comparable: suite, rounds, decoding, instruction, cap, seed."""
+def evaluation_instruction(ctx: StageContext) -> Instruction:
+    pool = {i.id: i for i in instruction_pool(ctx.cfg)}
+    iid = ctx.cfg.config.evaluation.instruction
+    if iid not in pool:
+        raise ValueError(f"evaluation.instruction: unknown instruction id {iid!r}")
+    return pool[iid]
+
+
+def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None = None) -> Evaluation:
+    """One generation on one suite under the current settings; returns the finished evaluation (cached when
+    one with the same key exists)."""
     c = ctx.cfg.config
-    return canonical_hash({
-        "suite": suite, "rounds": c.evaluation.max_rounds, "instruction": c.evaluation.instruction,
-        "limit": suite_limit(ctx.cfg, suite), "trial_tokens": c.generation.trial.max_new_tokens,
-        "reflect_tokens": c.generation.reflection.max_new_tokens, "seed": c.seed, "model": c.model.base,
-    })
-
-
-def outcomes(store: Store, generation: int, suite: str, protocol: str, max_rounds: int) -> dict[str, dict[int, bool]]:
-    """Per-question results: {'acc@t1': {qid: ok}, 'acc@t2': {qid: ok}} along branch 0."""
-    rows = store.attempts(generation, purpose(suite, protocol))
-    if protocol == "paper":
-        base = {a.question_id: a for a in store.attempts(BASE_GENERATION, purpose(suite, "standard")) if a.trial == 1}
-        t1 = {q: bool(a.correct) for q, a in base.items()}
-    else:
-        t1 = {a.question_id: bool(a.correct) for a in rows if a.trial == 1 and a.branch == 0}
-    t2 = dict(t1)
-    for a in rows:
-        if a.branch == 0 and 2 <= a.trial <= max_rounds + 1 and a.correct and a.question_id in t2:
-            t2[a.question_id] = True
-    return {"acc@t1": t1, "acc@t2": t2}
-
-
-def _metrics(store: Store, generation: int, suite: str, protocol: str, max_rounds: int) -> dict[str, tuple[float, int]]:
-    o = outcomes(store, generation, suite, protocol, max_rounds)
-    n = len(o["acc@t1"])
-    out = {m: (sum(v.values()) / n if n else 0.0, n) for m, v in o.items()}
-    if protocol == "standard":
-        t1 = [a for a in store.attempts(generation, purpose(suite, protocol)) if a.trial == 1]
-        out["parse_rate"] = (sum(a.reason != "unparsed" for a in t1) / max(len(t1), 1), len(t1))
-    return out
-
-
-def evaluate_suite(ctx: PhaseContext, suite: str, backend: Backend) -> dict[str, Any]:
-    c = ctx.cfg.config
-    store, gen = ctx.store, ctx.generation
-    key = eval_hash(ctx, suite)
-    cached = {(r.protocol, r.metric): r.value for r in store.eval_results(gen, suite) if r.config_hash == key}
-    protocols = ["standard"] + (["paper"] if c.evaluation.paper_protocol and gen != BASE_GENERATION else [])
-    if all((p, "acc@t2") in cached for p in protocols):
-        return {p: {m: v for (pp, m), v in cached.items() if pp == p} for p in protocols}
+    store = ctx.store
     task = load_task(ctx.cfg, suite)
     items = register_items(store, task, task.load("test", suite_limit(ctx.cfg, suite)))
-    pool = {i.id: i for i in instruction_pool(ctx.cfg)}
-    if c.evaluation.instruction not in pool:
-        raise ValueError(f"evaluation.instruction: unknown instruction id {c.evaluation.instruction!r}")
-    ins = pool[c.evaluation.instruction]
+    adapter = adapter_for(store, generation)
+    ins = evaluation_instruction(ctx)
+    identity = eval_identity(ctx.cfg, suite, list(items.values()), base_fingerprint(ctx.cfg),
+                             adapter.sha256 if adapter else None, ins, pick_device(c.model))
+    key = eval_key(identity)
+    found = store.evaluation(generation, suite, key)
+    if found is not None and found.finished_at is not None:
+        return found
+    with_paper = c.evaluation.paper_protocol and generation != BASE_GENERATION if paper is None else paper
+    fixed_key = None
+    if with_paper:
+        fixed_key = evaluate(ctx, suite, BASE_GENERATION, paper=False).key
+    store.start_evaluation(generation, suite, key, identity, fixed_key)
     greedy = Sampling(0.0, 1.0, c.generation.trial.max_new_tokens)
     greedy_r = Sampling(0.0, 1.0, c.generation.reflection.max_new_tokens)
-    adapter = adapter_for(store, gen)
-    result: dict[str, Any] = {}
+    rows: list[tuple[str, str, str, float, int]] = []
+    levels = question_levels(store, list(items))
+    protocols = [EvalProtocol.STANDARD] + ([EvalProtocol.PAPER] if with_paper else [])
     for protocol in protocols:
         fixed = None
-        if protocol == "paper":
-            base = [a for a in store.attempts(BASE_GENERATION, purpose(suite, "standard")) if a.trial == 1]
-            fixed = {a.question_id: a.id for a in base if a.question_id in items}
-            if not fixed:
-                raise RuntimeError(f"paper protocol on {suite}: generation 0 has not been evaluated")
-        spec = LoopSpec(purpose=purpose(suite, protocol), k=1, max_rounds=c.evaluation.max_rounds, trial=greedy,
+        if protocol == EvalProtocol.PAPER:
+            base_t1 = store.attempts(BASE_GENERATION, purpose(suite, EvalProtocol.STANDARD, fixed_key or ""))
+            fixed = {a.question_id: a.id for a in base_t1 if a.trial == 1 and a.branch == 0 and a.question_id in items}
+        spec = LoopSpec(purpose=purpose(suite, protocol, key), k=1, max_rounds=c.evaluation.max_rounds, trial=greedy,
                         reflect=greedy_r, pick=fixed_picker(ins), seed=c.seed, instructions={ins.id: ins},
                         fixed_trial1=fixed)
-        run_loop(store, backend, task, items, gen, ctx.model_ref, adapter, spec,
+        run_loop(store, ctx.backend(), task, items, generation, gen_name(generation), adapter, spec,
                  lambda label, d, t, p=protocol: ctx.progress(f"eval {suite} {p} {label}", d, t), ctx.check_stop)
-        metrics = _metrics(store, gen, suite, protocol, c.evaluation.max_rounds)
-        store.put_eval_results(gen, suite, protocol, key, metrics)
-        result[protocol] = {m: v for m, (v, _n) in metrics.items()}
-    return result
+        result = outcomes(store, generation, suite, protocol, key, c.evaluation.max_rounds, fixed_key)
+        parse = None
+        if protocol == EvalProtocol.STANDARD:
+            t1 = [a for a in store.attempts(generation, purpose(suite, protocol, key)) if a.trial == 1 and a.branch == 0]
+            parse = {a.question_id: a.reason != "unparsed" for a in t1}
+        for unit, per in by_unit(suite, result, levels).items():
+            metrics = rates(per)
+            if parse is not None:
+                mine = [parse[q] for q in per["acc@t1"] if q in parse]
+                metrics["parse_rate"] = (sum(mine) / max(len(mine), 1), len(mine))
+            rows += [(unit, protocol, m, v, n) for m, (v, n) in metrics.items()]
+    store.finish_evaluation(generation, suite, key, rows)
+    found = store.evaluation(generation, suite, key)
+    assert found is not None
+    return found
 
 
-def run(ctx: PhaseContext, backend: Backend | None = None) -> dict[str, Any]:
-    """Evaluate this generation on every configured suite."""
-    own = backend is None
-    if backend is None:
-        from evolver.backends.factory import make_backend
-
-        backend = make_backend(ctx.cfg)
-    try:
-        return {s: evaluate_suite(ctx, s, backend) for s in ctx.cfg.config.evaluation.benchmarks}
-    finally:
-        if own:
-            backend.close()
+def stored_report(ctx: StageContext, evaluation: Evaluation) -> Report:
+    out: Report = {}
+    for r in ctx.store.eval_results(evaluation.generation_id, key=evaluation.key):
+        out.setdefault(r.benchmark, {}).setdefault(r.protocol, {})[r.metric] = r.value
+    return out

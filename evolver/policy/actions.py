@@ -21,29 +21,28 @@ import json
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+from evolver.errors import EvolverError
 from evolver.policy.decide import BenchmarkScores, Decision, Scores
+from evolver.states import EvalProtocol, EventKind, GenStatus, PointerName, gen_name
 from evolver.store import Store
 from evolver.store.schema import Generation
 
 # Every status a generation that passed evaluation can have, plus the base model. "rejected" is
 # here on purpose: overruling the policy is what `evolver promote N` is for; so is "rolled_back"
 # (rollback --to an older one). Failed, running and unevaluated generations never become current.
-CAN_BE_CURRENT = ("base", "evaluated", "promoted", "rejected", "rolled_back")
-MOVES_CURRENT = ("promoted", "manual_promote", "rolled_back")
+CAN_BE_CURRENT = (GenStatus.BASE, GenStatus.EVALUATED, GenStatus.PROMOTED, GenStatus.REJECTED, GenStatus.ROLLED_BACK)
+MOVES_CURRENT = (EventKind.PROMOTED, EventKind.MANUAL_PROMOTE, EventKind.ROLLED_BACK)
 # Events quote the protocol in which the served model answers trial 1 itself: what serving sees.
-STANDARD = "standard"
+STANDARD = EvalProtocol.STANDARD
 
 
-class PolicyActionError(Exception):
+class PolicyActionError(EvolverError):
     """An action the store's state forbids; the message names the generation (exit 1 at the CLI)."""
 
 
-def gen_name(gen_id: int | None) -> str:
-    return "none" if gen_id is None else f"gen-{gen_id:04d}"
-
 
 def is_pinned(store: Store) -> bool:
-    return store.pointer("pinned") is not None
+    return store.pointer(PointerName.PINNED) is not None
 
 
 def eval_metrics(store: Store, gen_id: int, protocol: str = STANDARD) -> dict[str, dict[str, float]]:
@@ -73,12 +72,12 @@ def check_can_be_current(store: Store, gen_id: int) -> Generation:
     name = gen_name(gen_id)
     if g is None:
         raise PolicyActionError(f"{name} does not exist")
-    if g.status == "failed":
+    if g.status == GenStatus.FAILED:
         raise PolicyActionError(f"{name} failed; a failed generation can never become current")
     if g.status not in CAN_BE_CURRENT:
         raise PolicyActionError(f"{name} is {g.status!r}, not evaluated; only evaluated generations"
                                 " (or the base) can become current")
-    if g.status != "base" and not store.eval_results(gen_id):
+    if g.status != GenStatus.BASE and not store.eval_results(gen_id):
         raise PolicyActionError(f"{name} has no evaluation results; it cannot become current")
     return g
 
@@ -92,18 +91,18 @@ def _adapter(g: Generation) -> dict[str, Any]:
 
 
 def _set_status(store: Store, g: Generation, status: str, conn: Any) -> None:
-    if g.status != "base" and g.status != status:  # the base stays recognisable as the base
+    if g.status != GenStatus.BASE and g.status != status:  # the base stays recognisable as the base
         store.update_generation(g.id, conn=conn, status=status)
 
 
 def adopt_base(store: Store, gen_id: int = 0) -> bool:
     """Make generation 0 (the base model) current when nothing is yet; False if something already is."""
     with store.tx() as conn:
-        if store.pointer("current") is not None:
+        if store.pointer(PointerName.CURRENT) is not None:
             return False
         g = check_can_be_current(store, gen_id)
-        store.set_pointer("current", gen_id, conn=conn)
-        store.record_event("promoted", gen_id, "policy", f"{gen_name(gen_id)} (the base model) is current from the start",
+        store.set_pointer(PointerName.CURRENT, gen_id, conn=conn)
+        store.record_event(EventKind.PROMOTED, gen_id, "policy", f"{gen_name(gen_id)} (the base model) is current from the start",
                            {"metrics": eval_metrics(store, gen_id), "current": {"from": None, "to": gen_id},
                             "adapter": _adapter(g)}, conn=conn)
     return True
@@ -116,20 +115,20 @@ def promote(store: Store, gen_id: int, decision: Decision, actor: str = "policy"
                                 f" got {decision.kind!r} about {gen_name(decision.candidate)}")
     with store.tx() as conn:
         g = check_can_be_current(store, gen_id)
-        cur, pinned = store.pointer("current"), store.pointer("pinned")
+        cur, pinned = store.pointer(PointerName.CURRENT), store.pointer(PointerName.PINNED)
         if cur == gen_id:
             raise PolicyActionError(f"{gen_name(gen_id)} is already current")
         payload = {**decision.to_json(), "adapter": _adapter(g), "pinned": pinned}
         if pinned is not None:
             payload["current"] = {"from": cur, "to": cur}
-            store.record_event("rejected", gen_id, actor, f"pinned to {gen_name(pinned)}, current stays"
+            store.record_event(EventKind.REJECTED, gen_id, actor, f"pinned to {gen_name(pinned)}, current stays"
                                f" {gen_name(cur)}; the policy would promote: {decision.reason}", payload, conn=conn)
-            _set_status(store, g, "rejected", conn)
+            _set_status(store, g, GenStatus.REJECTED, conn)
             return False
         payload["current"] = {"from": cur, "to": gen_id}
-        store.set_pointer("current", gen_id, conn=conn)
-        store.record_event("promoted", gen_id, actor, decision.reason, payload, conn=conn)
-        _set_status(store, g, "promoted", conn)
+        store.set_pointer(PointerName.CURRENT, gen_id, conn=conn)
+        store.record_event(EventKind.PROMOTED, gen_id, actor, decision.reason, payload, conn=conn)
+        _set_status(store, g, GenStatus.PROMOTED, conn)
     return True
 
 
@@ -142,11 +141,11 @@ def reject(store: Store, gen_id: int, decision: Decision, actor: str = "policy")
         g = store.generation(gen_id)
         if g is None:
             raise PolicyActionError(f"{gen_name(gen_id)} does not exist")
-        store.record_event("rejected", gen_id, actor, decision.reason,
-                           {**decision.to_json(), "current": {"from": store.pointer("current"),
-                                                              "to": store.pointer("current")}}, conn=conn)
-        if g.status == "evaluated":
-            store.update_generation(gen_id, conn=conn, status="rejected")
+        store.record_event(EventKind.REJECTED, gen_id, actor, decision.reason,
+                           {**decision.to_json(), "current": {"from": store.pointer(PointerName.CURRENT),
+                                                              "to": store.pointer(PointerName.CURRENT)}}, conn=conn)
+        if g.status == GenStatus.EVALUATED:
+            store.update_generation(gen_id, conn=conn, status=GenStatus.REJECTED)
 
 
 def apply(store: Store, gen_id: int, decision: Decision, actor: str = "policy") -> bool:
@@ -171,10 +170,10 @@ def current_history(store: Store) -> list[int]:
 
 def previous_current(store: Store) -> int | None:
     """The latest earlier current generation that may still be served (rolled-away ones skipped)."""
-    cur = store.pointer("current")
+    cur = store.pointer(PointerName.CURRENT)
     for gen_id in reversed(current_history(store)):
         g = store.generation(gen_id)
-        if gen_id != cur and g is not None and g.status in CAN_BE_CURRENT and g.status != "rolled_back":
+        if gen_id != cur and g is not None and g.status in CAN_BE_CURRENT and g.status != GenStatus.ROLLED_BACK:
             return gen_id
     return None
 
@@ -186,7 +185,7 @@ def rollback(store: Store, to: int | None = None, reason: str = "rolled back by 
     (path and sha256) it was promoted with. The generation rolled away from becomes "rolled_back".
     """
     with store.tx() as conn:
-        pinned, cur = store.pointer("pinned"), store.pointer("current")
+        pinned, cur = store.pointer(PointerName.PINNED), store.pointer(PointerName.CURRENT)
         if pinned is not None:
             raise PolicyActionError(f"{gen_name(pinned)} is pinned; unpin before rolling back")
         if cur is None:
@@ -199,13 +198,13 @@ def rollback(store: Store, to: int | None = None, reason: str = "rolled back by 
         t = check_can_be_current(store, target)
         old = store.generation(cur)
         assert old is not None  # foreign key
-        store.set_pointer("current", target, conn=conn)
-        store.record_event("rolled_back", cur, actor, reason, {
+        store.set_pointer(PointerName.CURRENT, target, conn=conn)
+        store.record_event(EventKind.ROLLED_BACK, cur, actor, reason, {
             "current": {"from": cur, "to": target}, "adapter": _adapter(t), "rolled_away_adapter": _adapter(old),
             "metrics": eval_metrics(store, target), "from_metrics": eval_metrics(store, cur),
         }, conn=conn)
-        _set_status(store, old, "rolled_back", conn)
-        _set_status(store, t, "promoted", conn)
+        _set_status(store, old, GenStatus.ROLLED_BACK, conn)
+        _set_status(store, t, GenStatus.PROMOTED, conn)
     return cur, target
 
 
@@ -214,17 +213,17 @@ def manual_promote(store: Store, gen_id: int, reason: str, actor: str = "user") 
     (it stays what is served)."""
     with store.tx() as conn:
         g = check_can_be_current(store, gen_id)
-        cur, pinned = store.pointer("current"), store.pointer("pinned")
+        cur, pinned = store.pointer(PointerName.CURRENT), store.pointer(PointerName.PINNED)
         if cur == gen_id:
             raise PolicyActionError(f"{gen_name(gen_id)} is already current")
         new = eval_metrics(store, gen_id)
         old = eval_metrics(store, cur) if cur is not None else {}
-        store.set_pointer("current", gen_id, conn=conn)
-        store.record_event("manual_promote", gen_id, actor, reason, {
+        store.set_pointer(PointerName.CURRENT, gen_id, conn=conn)
+        store.record_event(EventKind.MANUAL_PROMOTE, gen_id, actor, reason, {
             "candidate": gen_id, "incumbent": cur, "metrics": new, "incumbent_metrics": old,
             "deltas": _deltas(new, old), "current": {"from": cur, "to": gen_id}, "adapter": _adapter(g),
             "pinned": pinned}, conn=conn)
-        _set_status(store, g, "promoted", conn)
+        _set_status(store, g, GenStatus.PROMOTED, conn)
     return pinned
 
 
@@ -232,12 +231,12 @@ def pin(store: Store, gen_id: int, reason: str | None = None, actor: str = "user
     """Serve `gen_id` whatever the policy decides until unpin(); False if it was already pinned."""
     with store.tx() as conn:
         g = check_can_be_current(store, gen_id)
-        prev = store.pointer("pinned")
+        prev = store.pointer(PointerName.PINNED)
         if prev == gen_id:
             return False
-        store.set_pointer("pinned", gen_id, conn=conn)
-        store.record_event("pinned", gen_id, actor, reason or f"{gen_name(gen_id)} pinned by hand", {
-            "pinned": {"from": prev, "to": gen_id}, "current": store.pointer("current"), "adapter": _adapter(g),
+        store.set_pointer(PointerName.PINNED, gen_id, conn=conn)
+        store.record_event(EventKind.PINNED, gen_id, actor, reason or f"{gen_name(gen_id)} pinned by hand", {
+            "pinned": {"from": prev, "to": gen_id}, "current": store.pointer(PointerName.CURRENT), "adapter": _adapter(g),
             "metrics": eval_metrics(store, gen_id)}, conn=conn)
     return True
 
@@ -245,11 +244,11 @@ def pin(store: Store, gen_id: int, reason: str | None = None, actor: str = "user
 def unpin(store: Store, reason: str | None = None, actor: str = "user") -> int | None:
     """Drop the pin so the promoted `current` is served again; returns the generation that was pinned."""
     with store.tx() as conn:
-        prev, cur = store.pointer("pinned"), store.pointer("current")
+        prev, cur = store.pointer(PointerName.PINNED), store.pointer(PointerName.CURRENT)
         if prev is None:
             return None
-        store.set_pointer("pinned", None, conn=conn)
-        store.record_event("unpinned", prev, actor, reason or f"{gen_name(prev)} unpinned; {gen_name(cur)} is served",
+        store.set_pointer(PointerName.PINNED, None, conn=conn)
+        store.record_event(EventKind.UNPINNED, prev, actor, reason or f"{gen_name(prev)} unpinned; {gen_name(cur)} is served",
                            {"pinned": {"from": prev, "to": None}, "current": cur}, conn=conn)
     return prev
 

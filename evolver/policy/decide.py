@@ -11,6 +11,9 @@ The rule, in order:
 3. The primary metric must rise by at least `margin` points on some benchmark, and the
    paired test on that benchmark must be significant at alpha / (number of benchmarks)
    (Bonferroni: adding suites must not make promotion easier by chance).
+
+A "benchmark" here is a unit of evaluation: a suite, or one level of a suite with levels
+('arith/5d'); `policy.benchmarks` names suites and selects all their units.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from evolver.errors import UsageError
 from evolver.policy.rules import Policy
 from evolver.policy.stats import bootstrap_ci, mcnemar
+from evolver.states import gen_name
 
 T1 = "acc@t1"
 EPS = 1e-9  # points; keeps 2.0000000001 from counting as "more than 2"
 
 
-class PolicyInputError(ValueError):
+class PolicyInputError(UsageError):
     """Evaluation numbers that a policy cannot judge (e.g. an accuracy outside [0, 1])."""
 
 
@@ -70,8 +75,9 @@ class Decision:
         return asdict(self)
 
 
-def _gen(g: int | None) -> str:
-    return "none" if g is None else f"gen-{g:04d}"
+def _suite(unit: str) -> str:
+    """A unit is a suite or one level of it ('arith/5d'); a policy names suites."""
+    return unit.split("/", 1)[0]
 
 
 def _pts(delta: float) -> str:
@@ -81,11 +87,11 @@ def _pts(delta: float) -> str:
 def _check_range(side: Scores, bench: str) -> None:
     for m, v in side.benchmarks[bench].metrics.items():
         if not 0.0 <= float(v) <= 1.0:
-            raise PolicyInputError(f"{_gen(side.generation)}: {bench}.{m} = {v} is not an accuracy in [0, 1]")
+            raise PolicyInputError(f"{gen_name(side.generation)}: {bench}.{m} = {v} is not an accuracy in [0, 1]")
 
 
 def _refusal(candidate: Scores) -> str | None:
-    g = _gen(candidate.generation)
+    g = gen_name(candidate.generation)
     if candidate.status == "failed":
         return f"{g} failed; a failed generation is never promoted"
     if candidate.status != "evaluated":
@@ -133,24 +139,23 @@ def decide(candidate: Scores, incumbent: Scores | None, policy: Policy) -> Decis
         return reject(refusal)
     if incumbent is None:
         if policy.first_generation == "promote":
-            return Decision("promote", f"{_gen(candidate.generation)} is the first evaluated generation and nothing"
+            return Decision("promote", f"{gen_name(candidate.generation)} is the first evaluated generation and nothing"
                             " is current (first_generation = 'promote')", **base)
         return reject("nothing is current: generation 0 (the base) must be current before candidates are judged"
                       " (first_generation = 'base')")
     if incumbent.generation == candidate.generation:
-        return reject(f"{_gen(candidate.generation)} is already current")
+        return reject(f"{gen_name(candidate.generation)} is already current")
 
-    cg, ig = _gen(candidate.generation), _gen(incumbent.generation)
+    cg, ig = gen_name(candidate.generation), gen_name(incumbent.generation)
+    benches = sorted(candidate.benchmarks.keys() & incumbent.benchmarks.keys())
     if policy.benchmarks:
         for b in policy.benchmarks:
             for side, g in ((candidate, cg), (incumbent, ig)):
                 if b not in side.benchmarks:
                     return reject(f"{g} was not evaluated on {b}, which the policy requires")
-        benches = list(policy.benchmarks)
-    else:
-        benches = sorted(candidate.benchmarks.keys() & incumbent.benchmarks.keys())
-        if not benches:
-            return reject(f"no benchmark was evaluated for both {cg} and {ig}")
+        benches = [u for u in benches if _suite(u) in policy.benchmarks]
+    elif not benches:
+        return reject(f"no benchmark was evaluated for both {cg} and {ig}")
     for b in benches:
         _check_range(candidate, b)
         _check_range(incumbent, b)

@@ -1,13 +1,15 @@
-"""Pieces the generate, harvest and evaluate phases share: tasks by name, adapters by generation, specs."""
+"""Pieces the generate, harvest and evaluate stages share: tasks by name, adapters by generation, specs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from evolver.artifacts import AdapterError, verify_adapter
 from evolver.backends.base import Adapter, Sampling
 from evolver.config import LoadedConfig
 from evolver.config.schema import SamplingConfig
 from evolver.reflection.instructions import Instruction, build_pool
+from evolver.states import gen_name
 from evolver.store import Store
 from evolver.tasks.base import Item, Task
 
@@ -51,13 +53,21 @@ def instruction_pool(cfg: LoadedConfig) -> list[Instruction]:
 
 
 def adapter_for(store: Store, generation: int | None) -> Adapter | None:
-    """The adapter a generation's model uses (None for the base model)."""
+    """The adapter a generation's model uses (None for the base model), verified against its sha256.
+
+    Every use goes through here (generate, evaluate, judge, serve), so weights that changed on
+    disk are refused with one line naming the generation before any answer is made with them.
+    """
     if generation is None:
         return None
     g = store.generation(generation)
     if g is None or not g.adapter_path:
         return None
-    return Adapter(name=f"gen-{g.id:04d}", path=Path(g.adapter_path), uid=g.id, sha256=g.adapter_sha256)
+    try:
+        path = verify_adapter(g.adapter_path, g.adapter_sha256)
+    except AdapterError as err:
+        raise AdapterError(f"{gen_name(g.id)}: {err}") from None
+    return Adapter(name=gen_name(g.id), path=path, uid=g.id, sha256=g.adapter_sha256)
 
 
 def register_items(store: Store, task: Task, items: list[Item]) -> dict[int, Item]:

@@ -8,13 +8,13 @@ adapter; plus names loaded at run time through /v1/load_lora_adapter.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evolver.artifacts import hash_adapter
 from evolver.backends.base import Adapter
 from evolver.reflection.common import adapter_for
 from evolver.store import Store
@@ -91,7 +91,7 @@ class Registry:
                     return False
                 raise ValueError(f"lora_name {name!r} is already loaded from {seen.path}; a new adapter needs a new name")
             uid = 1_000_000 + len(self._extra)  # beyond any generation id
-            self._extra[name] = Adapter(name=name, path=p, uid=uid, sha256=_digest(p))
+            self._extra[name] = Adapter(name=name, path=p, uid=uid, sha256=hash_adapter(p))
         return True
 
     def models(self) -> list[dict[str, Any]]:
@@ -116,10 +116,3 @@ class Registry:
                 rows.append({"id": name, "object": "model", "created": created, "owned_by": "evolver",
                              "root": self.base_ref, "parent": "base", "adapter": str(a.path)})
         return rows
-
-
-def _digest(folder: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(folder.glob("adapter_model.*")):
-        h.update(f.read_bytes())
-    return h.hexdigest()

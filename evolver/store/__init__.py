@@ -1,6 +1,7 @@
-"""The versioned SQLite store: schema, migrations and the repository API."""
+"""The versioned SQLite store: schema, migrations, the repository (writes) and the read side (queries)."""
 
+from evolver.store.hashing import canonical_hash
 from evolver.store.migrations import SchemaTooNewError
-from evolver.store.repo import Store, StoreError, canonical_hash
+from evolver.store.repo import Store, StoreError
 
 __all__ = ["SchemaTooNewError", "Store", "StoreError", "canonical_hash"]

@@ -10,6 +10,8 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+from evolver.errors import EvolverError
+
 Migration = Callable[[sqlite3.Connection], None]
 
 
@@ -159,13 +161,39 @@ def m002_train_logs(db: sqlite3.Connection) -> None:
     )
 
 
+def m003_evaluations(db: sqlite3.Connection) -> None:
+    """One row per evaluation of a generation on a suite, keyed by everything that can change an answer.
+
+    `identity` is the JSON the key hashes (base weights, adapter, backend, decoding, suite content...),
+    so `show` can say what an evaluation was; `fixed_key` names generation 0's evaluation whose trial 1
+    the paper protocol reused. Results (`eval_results.config_hash`) and attempts (in their purpose)
+    carry the key.
+    """
+    db.executescript(
+        """
+        CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY,
+            generation_id INTEGER NOT NULL REFERENCES generations(id),
+            suite TEXT NOT NULL,
+            key TEXT NOT NULL,
+            identity TEXT NOT NULL,
+            fixed_key TEXT,
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            UNIQUE (generation_id, suite, key)
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
     ("m002_train_logs", m002_train_logs),
+    ("m003_evaluations", m003_evaluations),
 ]
 
 
-class SchemaTooNewError(Exception):
+class SchemaTooNewError(EvolverError):
     """The database was written by a newer evolver; we must not touch it."""
 
 

@@ -8,12 +8,11 @@ writer (busy_timeout) instead of failing half-way with "database is locked".
 
 from __future__ import annotations
 
-import hashlib
 import json
-import operator
+import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -22,31 +21,21 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
+from evolver.errors import EvolverError
+from evolver.states import EventKind, PhaseStatus, PointerName
+from evolver.store.hashing import canonical_hash
 from evolver.store.migrations import migrate
-from evolver.store.schema import (
-    Attempt,
-    Dataset,
-    EvalResult,
-    Event,
-    Generation,
-    Phase,
-    Pointer,
-    Question,
-    Reflection,
-)
+from evolver.store.schema import Dataset, EvalResult, Evaluation, Event, Generation, Phase, Pointer
+from evolver.store.work import WorkRows
 
 BUSY_TIMEOUT_MS = 30_000
-EVENT_KINDS = ("promoted", "rejected", "rolled_back", "pinned", "unpinned", "manual_promote", "failed", "note")
+_PUT_EVAL_SQL = ("INSERT INTO eval_results (generation_id, benchmark, protocol, metric, value, n, config_hash, created_at)"
+                 " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(generation_id, benchmark, protocol, metric, config_hash)"
+                 " DO UPDATE SET value=excluded.value, n=excluded.n, created_at=excluded.created_at")
 
 
-class StoreError(Exception):
+class StoreError(EvolverError):
     """A store operation that cannot proceed; the message names the row or file."""
-
-
-def canonical_hash(obj: Any) -> str:
-    """sha256 of canonical JSON: the content address of rows, snapshots and results."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -60,7 +49,7 @@ def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur.close()
 
 
-class Store:
+class Store(WorkRows):
     """A repository over one SQLite file. Open with `Store.open(path)`."""
 
     def __init__(self, path: Path, engine: Engine, clock: Callable[[], float] = time.time) -> None:
@@ -174,9 +163,9 @@ class Store:
             return int(c.exec_driver_sql(
                 "SELECT attempts FROM phases WHERE generation_id=? AND name=?", (gen_id, name)).scalar_one())
 
-    def phase_finish(self, gen_id: int, name: str, status: str = "done", detail: dict | None = None,
+    def phase_finish(self, gen_id: int, name: str, status: str = PhaseStatus.DONE, detail: dict | None = None,
                      error: str | None = None) -> None:
-        if status not in ("done", "failed", "skipped"):
+        if status not in (PhaseStatus.DONE, PhaseStatus.FAILED, PhaseStatus.SKIPPED):
             raise StoreError(f"phase {name}: bad final status {status!r}")
         with self.tx() as c:
             c.exec_driver_sql(
@@ -193,110 +182,6 @@ class Store:
     def phase(self, gen_id: int, name: str) -> Phase | None:
         with self.session() as s:
             return s.exec(select(Phase).where(Phase.generation_id == gen_id, Phase.name == name)).first()
-
-    # -- questions ---------------------------------------------------------------------------
-    def upsert_questions(self, rows: Iterable[dict[str, Any]]) -> dict[str, int]:
-        """Insert questions once (by source + external_id); return external_id -> row id for these rows."""
-        rows = list(rows)
-        if not rows:
-            return {}
-        tuples = [
-            (r["source"], str(r["external_id"]), r.get("split", "test"), r["text"], str(r["gold"]),
-             canonical_hash({"text": r["text"], "gold": str(r["gold"])}),
-             json.dumps(r.get("meta")) if r.get("meta") is not None else None)
-            for r in rows
-        ]
-        with self.tx() as c:
-            self._many(c, "INSERT INTO questions (source, external_id, split, text, gold, content_hash, meta)"
-                          " VALUES (?,?,?,?,?,?,?) ON CONFLICT(source, external_id) DO NOTHING", tuples)
-        # Look up only the rows given: a pool that grows by a slice per generation stays linear.
-        by_source: dict[str, list[str]] = {}
-        for t in tuples:
-            by_source.setdefault(t[0], []).append(t[1])
-        out: dict[str, int] = {}
-        for src, exts in by_source.items():
-            for i in range(0, len(exts), 900):
-                part = exts[i:i + 900]
-                out.update(self._all(f"SELECT external_id, id FROM questions WHERE source=? AND external_id IN"
-                                     f" ({','.join('?' * len(part))})", (src, *part)))
-        return out
-
-    def questions(self, ids: Iterable[int]) -> dict[int, Question]:
-        ids = list(ids)
-        out: dict[int, Question] = {}
-        with self.session() as s:
-            for i in range(0, len(ids), 900):
-                for q in s.exec(select(Question).where(col(Question.id).in_(ids[i:i + 900]))):
-                    out[q.id] = q  # type: ignore[index]
-        return out
-
-    # -- attempts and reflections ------------------------------------------------------------
-    ATTEMPT_COLS = ("generation_id", "purpose", "question_id", "trial", "branch", "backend", "model_ref", "sampling",
-                    "seed", "prompt", "output", "answer", "correct", "reason", "feedback", "tokens_in", "tokens_out",
-                    "created_at")
-    REFLECTION_COLS = ("generation_id", "purpose", "attempt_id", "branch", "instruction_id", "model_ref", "sampling",
-                       "seed", "prompt", "text", "tokens_out", "created_at")
-
-    # A missing key is NULL (tokens: 0); created_at is always the store's clock. Rows become tuples
-    # through one dict merge and an itemgetter: at 500k rows per phase, a per-key loop costs seconds.
-    _ATTEMPT_BLANK = {k: 0 if k.startswith("tokens") else None for k in ATTEMPT_COLS}
-    _REFLECTION_BLANK = {k: 0 if k == "tokens_out" else None for k in REFLECTION_COLS}
-    _attempt_tuple = operator.itemgetter(*ATTEMPT_COLS)
-    _reflection_tuple = operator.itemgetter(*REFLECTION_COLS)
-
-    def insert_attempts(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
-        now, blank, as_tuple = self.clock(), self._ATTEMPT_BLANK, self._attempt_tuple
-        tuples = [as_tuple({**blank, **r, "created_at": now}) for r in rows]
-        sql = (f"INSERT INTO attempts ({', '.join(self.ATTEMPT_COLS)}) VALUES ({', '.join('?' * len(self.ATTEMPT_COLS))})"
-               " ON CONFLICT(generation_id, purpose, question_id, trial, branch) DO NOTHING")
-        if conn is not None:
-            self._many(conn, sql, tuples)
-            return
-        with self.tx() as c:
-            self._many(c, sql, tuples)
-
-    def insert_reflections(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
-        now, blank, as_tuple = self.clock(), self._REFLECTION_BLANK, self._reflection_tuple
-        tuples = [as_tuple({**blank, **r, "created_at": now}) for r in rows]
-        sql = (f"INSERT INTO reflections ({', '.join(self.REFLECTION_COLS)}) VALUES "
-               f"({', '.join('?' * len(self.REFLECTION_COLS))})"
-               " ON CONFLICT(generation_id, purpose, attempt_id, branch) DO NOTHING")
-        if conn is not None:
-            self._many(conn, sql, tuples)
-            return
-        with self.tx() as c:
-            self._many(c, sql, tuples)
-
-    def link_reflections(self, links: Sequence[tuple[int, int, bool]]) -> None:
-        """Record, for each reflection id, the trial it led to and whether that trial was correct."""
-        with self.tx() as c:
-            self._many(c, "UPDATE reflections SET next_attempt_id=?, success=? WHERE id=?",
-                       [(nxt, ok, rid) for rid, nxt, ok in links])
-
-    def attempt_keys(self, gen_id: int, purpose: str, trial: int, question_ids: Sequence[int]) -> dict[tuple[int, int, int], Attempt]:
-        """Attempts of one trial for some questions, keyed (question, trial, branch): a bounded look-up."""
-        out: dict[tuple[int, int, int], Attempt] = {}
-        with self.session() as s:
-            for i in range(0, len(question_ids), 900):
-                for a in s.exec(select(Attempt).where(Attempt.generation_id == gen_id, Attempt.purpose == purpose,
-                                                      Attempt.trial == trial,
-                                                      col(Attempt.question_id).in_(question_ids[i:i + 900]))):
-                    out[(a.question_id, a.trial, a.branch)] = a
-        return out
-
-    def attempts(self, gen_id: int, purpose: str) -> list[Attempt]:
-        with self.session() as s:
-            return list(s.exec(select(Attempt).where(Attempt.generation_id == gen_id, Attempt.purpose == purpose)
-                               .order_by(col(Attempt.id))))
-
-    def reflections(self, gen_id: int, purpose: str) -> list[Reflection]:
-        with self.session() as s:
-            return list(s.exec(select(Reflection).where(Reflection.generation_id == gen_id,
-                                                        Reflection.purpose == purpose).order_by(col(Reflection.id))))
-
-    def attempt(self, attempt_id: int) -> Attempt | None:
-        with self.session() as s:
-            return s.get(Attempt, attempt_id)
 
     # -- dataset snapshots -------------------------------------------------------------------
     def put_dataset(self, gen_id: int | None, kind: str, source: str, payloads: Sequence[dict[str, Any]]) -> tuple[int, str]:
@@ -341,24 +226,52 @@ class Store:
                          metrics: dict[str, tuple[float, int]]) -> None:
         now = self.clock()
         with self.tx() as c:
-            self._many(c, "INSERT INTO eval_results (generation_id, benchmark, protocol, metric, value, n, config_hash,"
-                          " created_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(generation_id, benchmark, protocol, metric,"
-                          " config_hash) DO UPDATE SET value=excluded.value, n=excluded.n, created_at=excluded.created_at",
+            self._many(c, _PUT_EVAL_SQL,
                        [(gen_id, benchmark, protocol, m, float(v), int(n), config_hash, now) for m, (v, n) in metrics.items()])
 
-    def eval_results(self, gen_id: int | None = None, benchmark: str | None = None) -> list[EvalResult]:
+    def eval_results(self, gen_id: int | None = None, benchmark: str | None = None,
+                     key: str | None = None) -> list[EvalResult]:
         with self.session() as s:
             q = select(EvalResult).order_by(col(EvalResult.id))
             if gen_id is not None:
                 q = q.where(EvalResult.generation_id == gen_id)
             if benchmark is not None:
                 q = q.where(EvalResult.benchmark == benchmark)
+            if key is not None:
+                q = q.where(EvalResult.config_hash == key)
             return list(s.exec(q))
+
+    def start_evaluation(self, gen_id: int, suite: str, key: str, identity: dict[str, Any],
+                         fixed_key: str | None = None) -> None:
+        """Record an evaluation before its first attempt (once per key; a resumed one keeps its row)."""
+        with self.tx() as c:
+            c.exec_driver_sql(
+                "INSERT INTO evaluations (generation_id, suite, key, identity, fixed_key, created_at) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT(generation_id, suite, key) DO NOTHING",
+                (gen_id, suite, key, json.dumps(identity, sort_keys=True), fixed_key, self.clock()))
+
+    def finish_evaluation(self, gen_id: int, suite: str, key: str, results: Sequence[tuple[str, str, str, float, int]]) -> None:
+        """Results ((unit, protocol, metric, value, n) rows) and the finished mark, in one transaction."""
+        now = self.clock()
+        with self.tx() as c:
+            self._many(c, _PUT_EVAL_SQL,
+                       [(gen_id, unit, proto, m, float(v), int(n), key, now) for unit, proto, m, v, n in results])
+            c.exec_driver_sql("UPDATE evaluations SET finished_at=? WHERE generation_id=? AND suite=? AND key=?",
+                              (now, gen_id, suite, key))
+
+    def evaluation(self, gen_id: int, suite: str, key: str | None = None) -> Evaluation | None:
+        """The evaluation with `key`, or (key None) the latest finished one of that generation and suite."""
+        with self.session() as s:
+            q = select(Evaluation).where(Evaluation.generation_id == gen_id, Evaluation.suite == suite)
+            if key is not None:
+                return s.exec(q.where(Evaluation.key == key)).first()
+            return s.exec(q.where(col(Evaluation.finished_at).is_not(None))
+                          .order_by(col(Evaluation.finished_at).desc(), col(Evaluation.id).desc())).first()
 
     # -- events and pointers -----------------------------------------------------------------
     def record_event(self, kind: str, gen_id: int | None, actor: str, reason: str,
                      metrics: dict[str, Any] | None = None, conn: Connection | None = None) -> None:
-        if kind not in EVENT_KINDS:
+        if kind not in EventKind.__members__.values():
             raise StoreError(f"unknown event kind {kind!r}")
         args = (self.clock(), kind, gen_id, actor, reason, json.dumps(metrics) if metrics is not None else None)
         sql = "INSERT INTO events (ts, kind, generation_id, actor, reason, metrics) VALUES (?,?,?,?,?,?)"
@@ -393,8 +306,8 @@ class Store:
 
     def current_generation(self) -> int | None:
         """The generation in use: the pin when set, else the promoted pointer."""
-        pinned = self.pointer("pinned")
-        return pinned if pinned is not None else self.pointer("current")
+        pinned = self.pointer(PointerName.PINNED)
+        return pinned if pinned is not None else self.pointer(PointerName.CURRENT)
 
     # -- training logs -----------------------------------------------------------------------
     def add_train_logs(self, gen_id: int, phase: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -422,3 +335,17 @@ class Store:
 
     def schema_version(self) -> list[str]:
         return [r[0] for r in self._all("SELECT name FROM schema_migrations ORDER BY name")]
+
+    def backup(self, dest: Path) -> Path:
+        """A consistent copy through SQLite's backup API, safe while the daemon writes."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".tmp")
+        src = sqlite3.connect(self.path)
+        try:
+            with sqlite3.connect(tmp) as out:
+                src.backup(out)
+            out.close()
+        finally:
+            src.close()
+        shutil.move(tmp, dest)
+        return dest

@@ -122,6 +122,18 @@ class EvalResult(SQLModel, table=True):
     created_at: float
 
 
+class Evaluation(SQLModel, table=True):
+    __tablename__ = "evaluations"
+    id: int | None = Field(default=None, primary_key=True)
+    generation_id: int = Field(foreign_key="generations.id")
+    suite: str
+    key: str
+    identity: str
+    fixed_key: str | None = None
+    created_at: float
+    finished_at: float | None = None
+
+
 class Event(SQLModel, table=True):
     __tablename__ = "events"
     id: int | None = Field(default=None, primary_key=True)

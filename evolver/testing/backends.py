@@ -3,9 +3,9 @@ and a tiny model that reliably emits its end-of-turn token (so stop handling is 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from evolver.artifacts import hash_adapter
 from evolver.store import Store
 
 
@@ -30,19 +30,12 @@ def make_lora_adapter(base_dir: str | Path, out_dir: str | Path, r: int = 8, alp
     return out
 
 
-def adapter_sha256(folder: str | Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(Path(folder).glob("adapter_model.*")):
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
 def add_generation(store: Store, gen_id: int, parent: int | None, base: str, adapter_dir: str | Path | None = None,
                    status: str = "evaluated") -> None:
     """A finished generation row as the daemon leaves it (status 'base' for generation 0)."""
     store.create_generation(gen_id, parent, base, config_hash="test", config_json="{}", status=status,
                             adapter_path=str(adapter_dir) if adapter_dir else None,
-                            adapter_sha256=adapter_sha256(adapter_dir) if adapter_dir else None)
+                            adapter_sha256=hash_adapter(adapter_dir) if adapter_dir else None)
 
 
 # Short dialogues a tiny chat model learns by heart: greedy decoding then says the answer and stops.

@@ -17,20 +17,21 @@ import signal
 import sys
 from pathlib import Path
 
+from evolver.errors import EvolverError
 from evolver.training.spec import TrainSpec
 
 CRASH_ENV = "EVOLVER_TRAIN_CRASH"
 
 
-class InjectedCrash(RuntimeError):
+class InjectedCrash(EvolverError):
     """Raised on purpose (EVOLVER_TRAIN_CRASH) to exercise the failure path."""
 
 
 def run(spec: TrainSpec) -> dict:
-    if spec.threads:
+    if spec.model.threads:
         import torch
 
-        torch.set_num_threads(spec.threads)
+        torch.set_num_threads(spec.model.threads)
     crash = os.environ.get(CRASH_ENV, "")
     if crash in (f"{spec.phase}:kill", "all:kill"):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -27,6 +27,7 @@ class DevicePlan:
         """The TrainingArguments fields this plan decides (shared by SFTConfig and DPOConfig)."""
         d = asdict(self)
         d.pop("device")
+        d["activation_checkpointing"] = d.pop("gradient_checkpointing")  # the name transformers 5.2x uses
         return d
 
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evolver.training.adapters import verify_adapter
+from evolver.artifacts import verify_adapter
 from evolver.training.runtime import (
     Policy,
     callbacks,
@@ -47,9 +47,11 @@ def build_dpo_trainer(policy: Policy, pairs: list[dict[str, str]], spec: TrainSp
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    sft_weight = spec.hparams.get("sft_weight", 0.0)
+    settings = spec.dpo
+    assert settings is not None  # a dpo spec carries its DPO settings (TrainSpec checks it)
+    sft_weight = settings.sft_weight
     losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, sft_weight]} if sft_weight else {}
-    args = DPOConfig(**trainer_args(spec, policy.plan, work), beta=spec.hparams["beta"],
+    args = DPOConfig(**trainer_args(spec, policy.plan, work), beta=settings.beta,
                      lr_scheduler_type="cosine", warmup_steps=0.1, **losses)
     dataset = Dataset.from_list(normalize_prompts(pairs, policy.tokenizer))
     trainer = DPOTrainer(model=policy.model, ref_model=None, args=args, train_dataset=dataset,

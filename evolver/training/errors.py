@@ -1,15 +1,12 @@
-"""Training's error types: one line for users, the long story kept for the phase row."""
+"""Training's error type: one line for users, the long story (stderr tail) kept for the phase row."""
 
 from __future__ import annotations
 
+from evolver.artifacts import AdapterError
+from evolver.errors import EvolverError
 
-class TrainingError(Exception):
-    """A training phase that could not finish; the message names the generation and phase."""
-
-    def __init__(self, message: str, detail: str | None = None) -> None:
-        super().__init__(message)
-        self.detail = detail or message  # recorded as the phase error (e.g. with the child's stderr tail)
+__all__ = ["AdapterError", "TrainingError"]
 
 
-class AdapterError(TrainingError):
-    """An adapter that is missing, incomplete or does not match its recorded sha256."""
+class TrainingError(EvolverError):
+    """A training stage that could not finish; the message names the generation and stage."""

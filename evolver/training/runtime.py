@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolver.config.schema import ModelConfig
 from evolver.training.adapters import load_adapter, save_adapter, tensors_sha256
 from evolver.training.device import DevicePlan, plan_device
 from evolver.training.spec import TrainSpec
@@ -60,7 +59,7 @@ def load_policy(spec: TrainSpec) -> Policy:
     from evolver.models import load_causal_lm, load_tokenizer, pick_device
 
     torch.manual_seed(spec.seed)
-    mcfg = ModelConfig(**spec.model)
+    mcfg = spec.model
     device = pick_device(mcfg)
     load_on = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if device == "cuda" else device  # one GPU per rank
     tok = load_tokenizer(spec.base, mcfg.revision)
@@ -72,8 +71,8 @@ def load_policy(spec: TrainSpec) -> Policy:
         model = load_adapter(base, spec.init_adapter.path, spec.init_adapter.sha256, trainable=True)
         init = "adapter"
     else:
-        lcfg = LoraConfig(r=spec.lora["r"], lora_alpha=spec.lora["alpha"], lora_dropout=spec.lora["dropout"],
-                          target_modules=spec.lora["target_modules"], task_type="CAUSAL_LM")
+        lcfg = LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
+                          target_modules=spec.lora.target_modules, task_type="CAUSAL_LM")
         model = get_peft_model(base, lcfg)
         init = "fresh"
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -82,13 +81,13 @@ def load_policy(spec: TrainSpec) -> Policy:
 
 
 def trainer_args(spec: TrainSpec, plan: DevicePlan, work: Path) -> dict[str, Any]:
-    """TrainingArguments shared by SFTConfig and DPOConfig."""
-    hp = spec.hparams
+    """TrainingArguments shared by SFTConfig and DPOConfig: the schedule and this phase's batch shape."""
+    batch_size, grad_accum, max_length = spec.batch
     return dict(
-        output_dir=str(work), num_train_epochs=hp["epochs"], learning_rate=hp["learning_rate"],
-        per_device_train_batch_size=hp["batch_size"], gradient_accumulation_steps=hp["grad_accum"],
-        max_length=hp["max_length"], logging_steps=1, save_strategy="no", report_to="none",
-        disable_tqdm=True, seed=spec.seed, data_seed=spec.seed, dataloader_num_workers=0,
+        output_dir=str(work), num_train_epochs=spec.schedule.epochs, max_steps=spec.schedule.max_steps,
+        learning_rate=spec.schedule.learning_rate, per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum, max_length=max_length, logging_steps=1, save_strategy="no",
+        report_to="none", disable_tqdm=True, seed=spec.seed, data_seed=spec.seed, dataloader_num_workers=0,
         **plan.trainer_kwargs(),
     )
 
@@ -147,7 +146,8 @@ def finish(spec: TrainSpec, policy: Policy, trainer: Any, curve: list[dict[str, 
     state = trainer.state
     meta = {**spec.meta, "phase": spec.phase, "generation": spec.generation, "base": spec.base,
             "init_adapter_sha256": spec.init_adapter.sha256 if spec.init_adapter else None,
-            "lora": spec.lora, "hparams": spec.hparams, "seed": spec.seed, "steps": state.global_step}
+            "lora": spec.lora.model_dump(mode="json"), "schedule": spec.schedule.model_dump(mode="json"),
+            "seed": spec.seed, "steps": state.global_step}
     model = trainer.accelerator.unwrap_model(trainer.model)
     sha = save_adapter(model, Path(spec.out_dir), spec.base, meta) if is_main_process() else None
     peak_cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from evolver.paths import embedded_model_dir as base_model_path
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-
-
-def base_model_path() -> Path:
-    """Folder of the shipped generation-0 model (config.json, safetensors, tokenizer)."""
-    return ASSETS / "base"
+__all__ = ["base_model_path"]

@@ -1,4 +1,4 @@
-"""The harvest phase: turn a generation's reflections into content-hashed training snapshots.
+"""Stage 2, harvest: turn a generation's reflections into content-hashed training snapshots.
 
 D+ (reflection → correct retry), D− (→ still wrong), D± (chosen × rejected for the same failed
 trial, capped per question), Dpref (pairs of successful reflections ranked by a judge) and T1
@@ -11,9 +11,9 @@ from collections import defaultdict
 from typing import Any
 
 from evolver.backends.base import Backend
-from evolver.context import PhaseContext
 from evolver.reflection.common import adapter_for
-from evolver.reflection.generate import PURPOSE
+from evolver.context import StageContext, StageResult
+from evolver.states import POOL_PURPOSE
 
 KINDS = ("D+", "D-", "D±", "Dpref", "T1")
 
@@ -29,11 +29,11 @@ def pair_row(chosen: dict[str, Any], rejected: dict[str, Any]) -> dict[str, Any]
             "rejected_trial2_answer": rejected["trial2_answer"]}
 
 
-def build_rows(ctx: PhaseContext) -> tuple[dict[str, list[dict[str, Any]]], list[tuple[int, dict]]]:
+def build_rows(ctx: StageContext) -> tuple[dict[str, list[dict[str, Any]]], list[tuple[int, dict]]]:
     """All snapshot rows except Dpref, plus the (failed attempt, successful reflection rows) groups Dpref ranks."""
     store = ctx.store
-    attempts = {a.id: a for a in store.attempts(ctx.generation, PURPOSE)}
-    refl = [r for r in store.reflections(ctx.generation, PURPOSE) if r.next_attempt_id is not None]
+    attempts = {a.id: a for a in store.attempts(ctx.generation, POOL_PURPOSE)}
+    refl = [r for r in store.reflections(ctx.generation, POOL_PURPOSE) if r.next_attempt_id is not None]
     questions = store.questions({a.question_id for a in attempts.values()})
     out: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
     by_failed: dict[int, list[tuple[Any, dict]]] = defaultdict(list)
@@ -66,7 +66,7 @@ def build_rows(ctx: PhaseContext) -> tuple[dict[str, list[dict[str, Any]]], list
     return out, groups
 
 
-def judge_pairs(ctx: PhaseContext, groups: list[tuple[int, dict]], backend: Backend) -> list[dict[str, Any]]:
+def judge_pairs(ctx: StageContext, groups: list[tuple[int, dict]], backend: Backend) -> list[dict[str, Any]]:
     """Rank successful reflections by the model's mean log-likelihood of the correct retry they led to."""
     flat = [row for _fid, g in groups for row in g["rows"]]
     if not flat:
@@ -88,24 +88,14 @@ def judge_pairs(ctx: PhaseContext, groups: list[tuple[int, dict]], backend: Back
     return out
 
 
-def run(ctx: PhaseContext, backend: Backend | None = None) -> dict[str, Any]:
+def run(ctx: StageContext) -> StageResult:
     rows, groups = build_rows(ctx)
-    if ctx.cfg.config.reflection.judge == "self" and groups:
-        existing = ctx.store.find_dataset(ctx.generation, "Dpref")
-        if existing is None:
-            own = backend is None
-            if backend is None:
-                from evolver.backends.factory import make_backend
-
-                backend = make_backend(ctx.cfg)
-            try:
-                rows["Dpref"] = judge_pairs(ctx, groups, backend)
-            finally:
-                if own:
-                    backend.close()
+    judged = ctx.cfg.config.reflection.judge == "self"
+    if judged and groups and ctx.store.find_dataset(ctx.generation, "Dpref") is None:
+        rows["Dpref"] = judge_pairs(ctx, groups, ctx.backend())
     detail: dict[str, Any] = {}
     for kind in KINDS:
-        if kind == "Dpref" and ctx.cfg.config.reflection.judge == "none":
+        if kind == "Dpref" and not judged:
             continue
         found = ctx.store.find_dataset(ctx.generation, kind)
         if found is None:
@@ -113,4 +103,4 @@ def run(ctx: PhaseContext, backend: Backend | None = None) -> dict[str, Any]:
             detail[kind] = {"rows": len(rows[kind]), "sha256": h}
         else:
             detail[kind] = {"rows": found.n_rows, "sha256": found.content_hash}
-    return detail
+    return StageResult(detail)

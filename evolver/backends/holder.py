@@ -1,0 +1,58 @@
+"""The generation backend of one process, loaded on first use and shared by every stage.
+
+Stages ask the holder (it lives on their context), so no stage decides whether it owns a
+backend: whoever made the holder closes it (the daemon when it stops, a CLI command when it
+returns). The holder remembers the fingerprint of the base model it loaded: when the weights on
+disk change (a local model folder replaced in place), the next `get()` loads them again, so a
+long-running daemon never evaluates stale weights under a new model's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from evolver.backends.base import Backend
+from evolver.config import LoadedConfig
+
+BackendFactory = Callable[[LoadedConfig], Backend]
+
+
+def base_fingerprint(cfg: LoadedConfig) -> str:
+    """The configured base model's identity (content hash of a local folder, hub id@revision otherwise)."""
+    from evolver.models import fingerprint, resolve_base
+
+    m = cfg.config.model
+    return fingerprint(resolve_base(m, cfg.root), m.revision, cfg.state_dir / "cache" / "fingerprints.json")
+
+
+class BackendHolder:
+    def __init__(self, cfg: LoadedConfig, factory: BackendFactory | None = None) -> None:
+        self.cfg = cfg
+        self._factory = factory
+        self._backend: Backend | None = None
+        self._loaded_from: str | None = None
+
+    def get(self) -> Backend:
+        now = base_fingerprint(self.cfg)
+        if self._backend is not None and now != self._loaded_from:
+            self.close()  # the base model changed on disk since it was loaded
+        if self._backend is None:
+            if self._factory is None:
+                from evolver.backends.factory import make_backend
+
+                self._factory = make_backend
+            self._backend = self._factory(self.cfg)
+            self._loaded_from = now
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+            self._loaded_from = None
+
+    def __enter__(self) -> BackendHolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

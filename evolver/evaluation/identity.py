@@ -1,0 +1,39 @@
+"""What an evaluation is: everything that can change an answer, hashed into its key.
+
+Evaluation attempts and results are stored under this key. Re-running with the same key is a
+cache hit, which is only right when nothing changed; so the key covers the base model's weights
+(content hash of a local folder), the generation's adapter sha256, the backend, dtype, device and
+prompt style, decoding, rounds, the instruction, the seed and the suite's content (the exact
+questions and gold answers after any limit). A model replaced in place, a changed adapter or a
+different backend is a new key: the evaluation really runs again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from evolver.config import LoadedConfig
+from evolver.reflection.instructions import Instruction
+from evolver.store import canonical_hash
+from evolver.tasks.base import Item
+
+
+def suite_hash(items: Sequence[Item]) -> str:
+    return canonical_hash([[it.id, it.text, it.gold] for it in items])
+
+
+def eval_identity(cfg: LoadedConfig, suite: str, items: Sequence[Item], base: str, adapter_sha256: str | None,
+                  instruction: Instruction, device: str) -> dict[str, Any]:
+    c = cfg.config
+    return {
+        "suite": suite, "suite_sha256": suite_hash(items), "n": len(items),
+        "base": base, "adapter_sha256": adapter_sha256,
+        "backend": c.generation.backend, "dtype": c.model.dtype, "device": device, "prompt_style": c.model.prompt_style,
+        "trial_tokens": c.generation.trial.max_new_tokens, "reflect_tokens": c.generation.reflection.max_new_tokens,
+        "rounds": c.evaluation.max_rounds, "instruction": [instruction.id, instruction.text], "seed": c.seed,
+    }
+
+
+def eval_key(identity: dict[str, Any]) -> str:
+    return canonical_hash(identity)

@@ -1,0 +1,79 @@
+"""Per-question outcomes of a stored evaluation, and the units results are reported in.
+
+A *unit* is a suite (`arith`) or, for suites whose questions carry levels, one level of it
+(`arith/5d`): evaluation reports every unit, and the policy tests and guards each one, so a
+gain on one level cannot hide forgetting on another.
+"""
+
+from __future__ import annotations
+
+import json
+
+from evolver.states import EvalProtocol
+from evolver.store import Store
+
+Outcomes = dict[str, dict[int, bool]]  # metric -> question id -> correct
+
+
+def purpose(suite: str, protocol: str, key: str) -> str:
+    """Attempts of one evaluation: the suite, the protocol and the evaluation's key (so each key has its own)."""
+    kind = "eval" if protocol == EvalProtocol.STANDARD else "eval-fixed"
+    return f"{kind}:{suite}@{key[:16]}"
+
+
+def unit_name(suite: str, level: str | None) -> str:
+    return suite if level is None else f"{suite}/{level}"
+
+
+def suite_of(unit: str) -> str:
+    return unit.split("/", 1)[0]
+
+
+def question_levels(store: Store, question_ids: list[int]) -> dict[int, str | None]:
+    """Each question's level (`meta.level`), None when the task has no levels."""
+    out: dict[int, str | None] = {}
+    for qid, q in store.questions(question_ids).items():
+        meta = json.loads(q.meta) if q.meta else {}
+        level = meta.get("level") if isinstance(meta, dict) else None
+        out[qid] = None if level is None else str(level)
+    return out
+
+
+def outcomes(store: Store, generation: int, suite: str, protocol: str, key: str, max_rounds: int,
+             fixed_key: str | None = None) -> Outcomes:
+    """{'acc@t1': {qid: ok}, 'acc@t2': {qid: ok}} along branch 0 of one evaluation.
+
+    The paper protocol's trial 1 is generation 0's (the evaluation `fixed_key` names).
+    """
+    rows = store.attempts(generation, purpose(suite, protocol, key))
+    if protocol == EvalProtocol.PAPER:
+        base = store.attempts(0, purpose(suite, EvalProtocol.STANDARD, fixed_key or ""))
+        t1 = {a.question_id: bool(a.correct) for a in base if a.trial == 1 and a.branch == 0}
+    else:
+        t1 = {a.question_id: bool(a.correct) for a in rows if a.trial == 1 and a.branch == 0}
+    t2 = dict(t1)
+    for a in rows:
+        if a.branch == 0 and 2 <= a.trial <= max_rounds + 1 and a.correct and a.question_id in t2:
+            t2[a.question_id] = True
+    return {"acc@t1": t1, "acc@t2": t2}
+
+
+def by_unit(suite: str, result: Outcomes, levels: dict[int, str | None]) -> dict[str, Outcomes]:
+    """The suite's outcomes and, when its questions have two or more levels, each level's."""
+    units = {suite: result}
+    distinct = sorted({lv for lv in levels.values() if lv is not None}, key=_level_order)
+    if len(distinct) >= 2:
+        for lv in distinct:
+            units[unit_name(suite, lv)] = {m: {q: ok for q, ok in per.items() if levels.get(q) == lv}
+                                           for m, per in result.items()}
+    return units
+
+
+def _level_order(level: str) -> tuple[int, str]:
+    digits = "".join(ch for ch in level if ch.isdigit())
+    return (int(digits) if digits else 0, level)
+
+
+def rates(result: Outcomes) -> dict[str, tuple[float, int]]:
+    n = len(result.get("acc@t1", {}))
+    return {m: (sum(v.values()) / n if n else 0.0, n) for m, v in result.items()}

@@ -1,0 +1,134 @@
+"""The rows the reflection loop writes: questions, attempts and reflections (part of `Store`).
+
+Kept apart from the lineage tables because they are the bulk of the store (hundreds of thousands
+of rows per generation at scale) and have their own fast paths: tuples built with one dict merge
+and an itemgetter, look-ups bounded in 900-id chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlmodel import Session, col, select
+
+from evolver.store.hashing import canonical_hash
+from evolver.store.schema import Attempt, Question, Reflection
+
+
+class WorkRows:
+    """Questions, attempts and reflections; mixed into `Store`, which provides the connection helpers."""
+
+    clock: Callable[[], float]
+    tx: Callable[[], AbstractContextManager[Connection]]
+    session: Callable[[], AbstractContextManager[Session]]
+    _many: Callable[[Connection, str, Sequence[tuple]], None]
+    _all: Callable[[str, tuple], list[tuple]]
+
+    # -- questions ---------------------------------------------------------------------------
+    def upsert_questions(self, rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+        """Insert questions once (by source + external_id); return external_id -> row id for these rows."""
+        rows = list(rows)
+        if not rows:
+            return {}
+        tuples = [
+            (r["source"], str(r["external_id"]), r.get("split", "test"), r["text"], str(r["gold"]),
+             canonical_hash({"text": r["text"], "gold": str(r["gold"])}),
+             json.dumps(r.get("meta")) if r.get("meta") is not None else None)
+            for r in rows
+        ]
+        with self.tx() as c:
+            self._many(c, "INSERT INTO questions (source, external_id, split, text, gold, content_hash, meta)"
+                          " VALUES (?,?,?,?,?,?,?) ON CONFLICT(source, external_id) DO NOTHING", tuples)
+        # Look up only the rows given: a pool that grows by a slice per generation stays linear.
+        by_source: dict[str, list[str]] = {}
+        for t in tuples:
+            by_source.setdefault(t[0], []).append(t[1])
+        out: dict[str, int] = {}
+        for src, exts in by_source.items():
+            for i in range(0, len(exts), 900):
+                part = exts[i:i + 900]
+                out.update(self._all(f"SELECT external_id, id FROM questions WHERE source=? AND external_id IN"
+                                     f" ({','.join('?' * len(part))})", (src, *part)))
+        return out
+
+    def questions(self, ids: Iterable[int]) -> dict[int, Question]:
+        ids = list(ids)
+        out: dict[int, Question] = {}
+        with self.session() as s:
+            for i in range(0, len(ids), 900):
+                for q in s.exec(select(Question).where(col(Question.id).in_(ids[i:i + 900]))):
+                    out[q.id] = q  # type: ignore[index]
+        return out
+
+    # -- attempts and reflections ------------------------------------------------------------
+    ATTEMPT_COLS = ("generation_id", "purpose", "question_id", "trial", "branch", "backend", "model_ref", "sampling",
+                    "seed", "prompt", "output", "answer", "correct", "reason", "feedback", "tokens_in", "tokens_out",
+                    "created_at")
+    REFLECTION_COLS = ("generation_id", "purpose", "attempt_id", "branch", "instruction_id", "model_ref", "sampling",
+                       "seed", "prompt", "text", "tokens_out", "created_at")
+
+    # A missing key is NULL (tokens: 0); created_at is always the store's clock. Rows become tuples
+    # through one dict merge and an itemgetter: at 500k rows per phase, a per-key loop costs seconds.
+    _ATTEMPT_BLANK = {k: 0 if k.startswith("tokens") else None for k in ATTEMPT_COLS}
+    _REFLECTION_BLANK = {k: 0 if k == "tokens_out" else None for k in REFLECTION_COLS}
+    _attempt_tuple = operator.itemgetter(*ATTEMPT_COLS)
+    _reflection_tuple = operator.itemgetter(*REFLECTION_COLS)
+
+    def insert_attempts(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
+        now, blank, as_tuple = self.clock(), self._ATTEMPT_BLANK, self._attempt_tuple
+        tuples = [as_tuple({**blank, **r, "created_at": now}) for r in rows]
+        sql = (f"INSERT INTO attempts ({', '.join(self.ATTEMPT_COLS)}) VALUES ({', '.join('?' * len(self.ATTEMPT_COLS))})"
+               " ON CONFLICT(generation_id, purpose, question_id, trial, branch) DO NOTHING")
+        if conn is not None:
+            self._many(conn, sql, tuples)
+            return
+        with self.tx() as c:
+            self._many(c, sql, tuples)
+
+    def insert_reflections(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
+        now, blank, as_tuple = self.clock(), self._REFLECTION_BLANK, self._reflection_tuple
+        tuples = [as_tuple({**blank, **r, "created_at": now}) for r in rows]
+        sql = (f"INSERT INTO reflections ({', '.join(self.REFLECTION_COLS)}) VALUES "
+               f"({', '.join('?' * len(self.REFLECTION_COLS))})"
+               " ON CONFLICT(generation_id, purpose, attempt_id, branch) DO NOTHING")
+        if conn is not None:
+            self._many(conn, sql, tuples)
+            return
+        with self.tx() as c:
+            self._many(c, sql, tuples)
+
+    def link_reflections(self, links: Sequence[tuple[int, int, bool]]) -> None:
+        """Record, for each reflection id, the trial it led to and whether that trial was correct."""
+        with self.tx() as c:
+            self._many(c, "UPDATE reflections SET next_attempt_id=?, success=? WHERE id=?",
+                       [(nxt, ok, rid) for rid, nxt, ok in links])
+
+    def attempt_keys(self, gen_id: int, purpose: str, trial: int, question_ids: Sequence[int]) -> dict[tuple[int, int, int], Attempt]:
+        """Attempts of one trial for some questions, keyed (question, trial, branch): a bounded look-up."""
+        out: dict[tuple[int, int, int], Attempt] = {}
+        with self.session() as s:
+            for i in range(0, len(question_ids), 900):
+                for a in s.exec(select(Attempt).where(Attempt.generation_id == gen_id, Attempt.purpose == purpose,
+                                                      Attempt.trial == trial,
+                                                      col(Attempt.question_id).in_(question_ids[i:i + 900]))):
+                    out[(a.question_id, a.trial, a.branch)] = a
+        return out
+
+    def attempts(self, gen_id: int, purpose: str) -> list[Attempt]:
+        with self.session() as s:
+            return list(s.exec(select(Attempt).where(Attempt.generation_id == gen_id, Attempt.purpose == purpose)
+                               .order_by(col(Attempt.id))))
+
+    def reflections(self, gen_id: int, purpose: str) -> list[Reflection]:
+        with self.session() as s:
+            return list(s.exec(select(Reflection).where(Reflection.generation_id == gen_id,
+                                                        Reflection.purpose == purpose).order_by(col(Reflection.id))))
+
+    def attempt(self, attempt_id: int) -> Attempt | None:
+        with self.session() as s:
+            return s.get(Attempt, attempt_id)
