@@ -27,13 +27,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from evolver.backends.holder import BackendHolder
 from evolver.config import LoadedConfig, load_config
-from evolver.context import PhaseContext
-from evolver.daemon.cycle import BackendHolder, ensure_base
-from evolver.evaluation import run as evaluation
-from evolver.reflection import generate, harvest
+from evolver.context import StageContext
+from evolver.daemon.cycle import ensure_base, run_stage
+from evolver.evaluation.run import evaluate, stored_report
+from evolver.states import Stage
 from evolver.store import Store
-from evolver.training.phase import run_dpo, run_sft
 
 VARIANTS: dict[str, dict] = {
     "(a) SFT on D+": {"sft": {}, "dpo": {"enabled": False}},
@@ -79,12 +79,12 @@ def main() -> None:
     backends = BackendHolder(cfg)
     stop = threading.Event()
     t0 = time.time()
-    ensure_base(cfg, store, backends, lambda *_: None, stop)
+    ensure_base(StageContext(cfg, store, 0, None, backends, stop))
     if store.generation(1) is None:
         store.create_generation(1, 0, "bench", cfg.hash, "{}")
-    pool_ctx = PhaseContext(cfg=cfg, store=store, generation=1, parent=0, stop=stop)
-    generate.run(pool_ctx, backends.get())
-    harvest.run(pool_ctx, backends.get())
+    pool_ctx = StageContext(cfg, store, 1, 0, backends, stop)
+    for stage in (Stage.GENERATE, Stage.HARVEST):
+        run_stage(pool_ctx, stage, retries=0, backoff=0.0)
     collect_s = time.time() - t0
     snapshots = {d.kind: store.dataset_rows(d.id) for d in store.datasets(1)}
     results = []
@@ -97,18 +97,17 @@ def main() -> None:
             store.create_generation(gid, 0, "bench", vcfg.hash, json.dumps({"variant": name}))
             for kind, rows in snapshots.items():
                 store.put_dataset(gid, kind, "harvest", rows)
-        ctx = PhaseContext(cfg=vcfg, store=store, generation=gid, parent=0, stop=stop)
+        ctx = StageContext(vcfg, store, gid, 0, backends, stop)
         t1 = time.time()
         if over:
-            run_sft(ctx)
-            run_dpo(ctx)
+            for stage in (Stage.SFT, Stage.DPO):
+                run_stage(ctx, stage, retries=0, backoff=0.0)
         train_s = time.time() - t1
-        res = evaluation.run(ctx, backends.get())
         bench = cfg.config.evaluation.benchmarks[0]
-        r = res[bench]
+        r = stored_report(ctx, evaluate(ctx, bench, gid))[bench]
         results.append({"variant": name, "acc@t1": r["standard"]["acc@t1"], "acc@t2": r["standard"]["acc@t2"],
                         "paper acc@t2": r.get("paper", {}).get("acc@t2"), "train_s": round(train_s, 1)})
-    g0 = {r.metric: r.value for r in store.eval_results(0) if r.protocol == "standard"}
+    g0 = {r.metric: r.value for r in store.eval_results(0, bench) if r.protocol == "standard"}
     out = {"state": str(state), "collect_s": round(collect_s, 1), "gen0": g0,
            "D+": len(snapshots.get("D+", [])), "D-": len(snapshots.get("D-", [])), "D±": len(snapshots.get("D±", [])),
            "results": results}

@@ -20,10 +20,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from evolver.backends.base import Adapter, Backend, Output, Sampling
+from evolver.backends.base import Adapter, Backend, Output, Sampling, TokenLogprobs
 from evolver.backends.factory import make_backend
+from evolver.backends.holder import BackendHolder
 from evolver.config import LoadedConfig, load_config
-from evolver.daemon.cycle import BackendHolder, ensure_base, run_generation
+from evolver.context import StageContext
+from evolver.daemon.cycle import ensure_base, run_generation
 from evolver.store import Store
 
 
@@ -53,6 +55,15 @@ class TimedBackend:
     def render(self, text: str) -> str:
         return self.inner.render(text)
 
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+        return self.inner.chat_prompt(messages)
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def token_logprobs(self, text: str, adapter: Adapter | None = None) -> TokenLogprobs:
+        return self.inner.token_logprobs(text, adapter)
+
     def close(self) -> None:
         self.inner.close()
 
@@ -75,11 +86,12 @@ def main() -> None:
     holder = BackendHolder(cfg, factory)
     store = Store.open(cfg.state_dir / "evolver.db")
     stop = threading.Event()
-    ensure_base(cfg, store, holder, lambda *_: None, stop)  # generation 0's evaluation is not counted
+    ctx = StageContext(cfg, store, 0, None, holder, stop)
+    ensure_base(ctx)  # generation 0's evaluation is not counted
     holder.get()
     timed[-1].seconds = 0.0
     t0 = time.perf_counter()
-    gen = run_generation(cfg, store, holder, stop, lambda *_: None)
+    gen = run_generation(ctx).generation
     total = time.perf_counter() - t0
     model = timed[-1].seconds
     phases = {p.name: p for p in store.phases(gen)}

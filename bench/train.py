@@ -22,8 +22,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from evolver.backends.holder import BackendHolder  # noqa: E402
 from evolver.config import LoadedConfig, validate  # noqa: E402
-from evolver.context import PhaseContext  # noqa: E402
+from evolver.context import StageContext  # noqa: E402
+from evolver.daemon.cycle import run_stage  # noqa: E402
+from evolver.states import Stage  # noqa: E402
 from evolver.reflection import prompts  # noqa: E402
 from evolver.store import Store  # noqa: E402
 from evolver.world import base_model_path  # noqa: E402
@@ -74,29 +77,17 @@ def bench(rows: int, epochs: float, model: str | None, threads: int) -> dict[str
         dplus, pairs = synthetic_rows(rows)
         store.put_dataset(1, "D+", "harvest", dplus)
         store.put_dataset(1, "D±", "harvest", pairs)
-        ctx = PhaseContext(cfg, store, 1, 0)
+        ctx = StageContext(cfg, store, 1, 0, BackendHolder(cfg))
         out: dict[str, Any] = {"model": model, "rows": rows, "epochs": epochs, "threads": threads, "phases": {}}
-        for name, fn in (("sft", _run_sft), ("dpo", _run_dpo)):
+        for name, stage in (("sft", Stage.SFT), ("dpo", Stage.DPO)):
             t0 = time.perf_counter()
-            r = fn(ctx)
-            keys = ("status", "steps", "seconds", "train_seconds", "peak_rss_mb", "train_loss", "trainable_params")
+            r = run_stage(ctx, stage, retries=0, backoff=0.0).detail
+            keys = ("steps", "seconds", "train_seconds", "peak_rss_mb", "train_loss", "trainable_params")
             out["phases"][name] = {k: r.get(k) for k in keys}
             out["phases"][name]["wall"] = round(time.perf_counter() - t0, 2)
         out["n_params"] = json.loads((cfg.state_dir / "train/gen-0001/sft/result.json").read_text())["n_params"]
         store.close()
         return out
-
-
-def _run_sft(ctx: PhaseContext) -> dict[str, Any]:
-    from evolver.training.phase import run_sft
-
-    return run_sft(ctx)
-
-
-def _run_dpo(ctx: PhaseContext) -> dict[str, Any]:
-    from evolver.training.phase import run_dpo
-
-    return run_dpo(ctx)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from evolver.states import STAGES as PHASES
+from evolver.daemon.lock import holder
 from evolver.store import Store
 
 pytestmark = pytest.mark.slow
@@ -166,16 +167,58 @@ def test_single_writer_readers_and_clean_stop(world: Path, tmp_path: Path) -> No
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     assert time.time() - t0 < 35
-    assert not lock.exists()
-    # killed hard, the lock goes stale; the next daemon recovers it
+    assert holder(d / "state") is None and lock.read_text() == ""  # released: nobody holds it, no pid left
+    # killed hard: the kernel drops the lock with the process, so the next daemon just takes it
     proc = _start(d, "run")
-    while not lock.exists() and time.time() < end + 60:
+    while holder(d / "state") is None and time.time() < end + 60:
         time.sleep(0.2)
     proc.kill()
     proc.wait()
-    assert lock.exists()
+    assert holder(d / "state") is None
     r = _evolver(d, "run", "--generations", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     with Store.open(d / "state" / "evolver.db") as s:
         assert s.integrity_ok()
         assert [g.status for g in s.generations()][-1] in ("promoted", "rejected")
+
+
+def _with_config(world: Path, dest: Path, old: str, new: str) -> Path:
+    d = _copy(world, dest)
+    text = (d / "evolver.toml").read_text()
+    assert old in text
+    (d / "evolver.toml").write_text(text.replace(old, new))
+    return d
+
+
+def test_a_failing_stage_fails_its_generation_and_the_daemon_goes_on_then_gives_up(world: Path, tmp_path: Path) -> None:
+    """Every SFT attempt crashes: each generation fails after `retries` + 1 attempts, the daemon starts the
+    next one, and after `max_consecutive_failures` failed generations `evolver run` exits 1 with one line."""
+    d = _with_config(world, tmp_path / "w", "retries = 0", "retries = 1\nmax_consecutive_failures = 2")
+    r = _evolver(d, "run", "--generations", "5", env={"EVOLVER_TRAIN_CRASH": "sft"})
+    assert r.returncode == 1, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("evolver: error: gave up after 2 generation(s): 2 generations failed in a row; last:")
+    assert "InjectedCrash" in last and "Traceback" not in r.stderr
+    with Store.open(d / "state" / "evolver.db") as s:
+        assert [(g.id, g.status) for g in s.generations()] == [(0, "base"), (1, "failed"), (2, "failed")]
+        for gen in (1, 2):
+            ph = s.phase(gen, "sft")
+            assert (ph.status, ph.attempts) == ("failed", 2) and "InjectedCrash" in ph.error
+        assert [e.kind for e in s.events() if e.kind == "failed"] == ["failed", "failed"]
+        assert s.current_generation() == 0  # a failed generation is never promoted
+    assert holder(d / "state") is None
+
+
+def test_a_bad_model_base_exits_with_one_line_naming_the_key(world: Path, tmp_path: Path) -> None:
+    d = _with_config(world, tmp_path / "w", 'base = "model"', 'base = "no-such-model"')
+    (d / "evolver.toml").write_text((d / "evolver.toml").read_text().replace("retries = 0", "retries = 1"))
+    t0 = time.time()
+    r = _evolver(d, "run", "--generations", "3", timeout=120)
+    assert r.returncode == 1 and time.time() - t0 < 90
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("evolver: error: gave up after 0 generation(s): generation 0 (the base model) failed:")
+    assert "model.base = 'no-such-model'" in last and "Traceback" not in r.stderr
+    with Store.open(d / "state" / "evolver.db") as s:
+        ph = s.phase(0, "evaluate")
+        assert (ph.status, ph.attempts) == ("failed", 2)  # retries + 1 attempts, then it gave up
+    assert holder(d / "state") is None

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from evolver.artifacts import verify_adapter
+from evolver.artifacts import AdapterError, verify_adapter
 from evolver.backends.base import (
     Adapter,
     Output,
@@ -157,9 +157,14 @@ class TransformersBackend:
         verify_adapter(adapter.path, adapter.sha256)  # the weights loaded are the ones recorded
         fresh = load_causal_lm(self.base_ref, self.model_cfg, self.device)
         exact = next(fresh.parameters()).dtype == torch.float32
-        with quiet_loading():
-            peft_model = PeftModel.from_pretrained(fresh, str(adapter.path))
-            self._model = (peft_model.merge_and_unload() if exact else peft_model).eval()
+        try:
+            with quiet_loading():
+                peft_model = PeftModel.from_pretrained(fresh, str(adapter.path))
+        except Exception as err:  # peft/safetensors/torch raise many types; the caller needs one line
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise AdapterError(f"{adapter.name}: {adapter.path}: cannot load adapter onto {self.base_ref}"
+                               f" ({type(err).__name__}: {first})") from None
+        self._model = (peft_model.merge_and_unload() if exact else peft_model).eval()
         self._adapter = adapter
         return self._model
 

@@ -63,7 +63,8 @@ def run_stage(ctx: StageContext, stage: Stage, retries: int, backoff: float) -> 
         except Exception as err:  # recorded, retried, then the generation fails
             line = err.line if isinstance(err, EvolverError) else f"{type(err).__name__}: {err}"
             detail = err.detail if isinstance(err, EvolverError) and err.detail else line
-            log.error("phase.failed", attempt=attempt, error=line, traceback=traceback.format_exc(limit=8))
+            log.warning("phase.failed", attempt=attempt, of=retries + 1, error=line)
+            log.info("phase.traceback", traceback=traceback.format_exc(limit=8))  # the log file keeps it
             store.phase_finish(gen, stage, PhaseStatus.FAILED, error=detail)
             if attempt > retries:
                 raise GenerationFailed(f"{gen_name(gen)} {stage}: {line}") from err
@@ -135,7 +136,7 @@ def run_generation(ctx: StageContext) -> Outcome:
     except GenerationFailed as err:
         store.update_generation(gen, status=GenStatus.FAILED, finished_at=store.clock(), note=str(err)[:500])
         store.record_event(EventKind.FAILED, gen, "daemon", str(err)[:500])
-        get_logger(generation=gen).error("generation.failed", error=str(err))
+        get_logger(generation=gen).warning("generation.failed", error=str(err))
         return Outcome(gen, str(err))
     store.update_generation(gen, finished_at=store.clock())
     return Outcome(gen)

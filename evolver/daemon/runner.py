@@ -97,7 +97,7 @@ class Daemon:
 
     def _give_up(self, why: str) -> None:
         self.result.fatal = why
-        self.log.error("daemon.gave_up", reason=why)
+        self.log.info("daemon.gave_up", reason=why)  # `evolver run` prints it as its one error line
         self.done.set()
 
     def _rearm(self, delay: float = 0.0) -> None:
@@ -123,7 +123,8 @@ class Daemon:
                 self._give_up(f"generation 0 (the base model) failed: {err.line}")
                 return
             except Exception as err:  # logged, never swallowed: permanent ones end the daemon
-                self.log.exception("cycle.failed", error=_line(err))
+                self.log.warning("cycle.failed", error=_line(err))
+                self.log.info("cycle.traceback", exc_info=True)
                 if permanent(err):
                     self._give_up(_line(err))
                     return

@@ -1,12 +1,16 @@
-"""A test task whose verifier needs no competent model, for fast end-to-end runs on tiny random models.
+"""Test tasks for fast end-to-end runs on tiny models.
 
-An output counts as correct when the sha256 of (question id, output) is divisible by 3: a fixed, deterministic rule, so
-a tiny random model still produces both successes and failures and every phase has data.
+- `HashTask`: an output counts as correct when the sha256 of (question id, output) is divisible by 3: a fixed,
+  deterministic rule, so a tiny random model still produces both successes and failures and every phase has data.
+- `SumsTask`: a handful of small sums answered `Finish[sum]`; a tiny model taught exactly these prompts
+  (`evolver.testing.backends.build_stopping_model`) scores 1.0 and a random one 0.0, so a test can tell two
+  models apart by their scores.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 from evolver.tasks.base import Item, Verdict
 
@@ -28,3 +32,25 @@ class HashTask:
     def score(self, item: Item, output: str) -> Verdict:
         ok = int(hashlib.sha256(f"{item.id}|{output}".encode()).hexdigest(), 16) % 3 == 0
         return Verdict(correct=ok, answer=output.strip()[-8:] or None, reason="correct" if ok else "wrong")
+
+
+class SumsTask:
+    name = "sums"
+    answer_format = "Answer with Finish[x]."
+
+    def __init__(self, seed: int = 0, size: int = 4) -> None:
+        self.seed = seed
+        self.size = size
+
+    def load(self, split: str = "test", limit: int | None = None) -> list[Item]:
+        items = [Item(id=f"{split}-{i}", text=f"{i + self.seed} + {i}", gold=str(2 * i + self.seed), split=split)
+                 for i in range(self.size)]
+        return items[:limit] if limit else items
+
+    def score(self, item: Item, output: str) -> Verdict:
+        m = re.search(r"Finish\[(\d+)\]", output)
+        if m is None:
+            return Verdict(correct=False, answer=None, reason="unparsed", feedback="No Finish[answer] found.")
+        ok = m.group(1) == item.gold
+        return Verdict(correct=ok, answer=m.group(1), reason="correct" if ok else "wrong",
+                       feedback="" if ok else "The sum is wrong.")
