@@ -39,6 +39,11 @@ def _bad(key: str, problem: str, value: object) -> str:
     return f"{key}: {problem}, got {_describe(value)}"
 
 
+def _start(cfg: LoadedConfig) -> str:
+    """Where relative paths start, for messages about files not found."""
+    return "relative paths start at the config file" if cfg.path else "relative paths start at the working directory"
+
+
 def _model(cfg: LoadedConfig) -> list[str]:
     base = cfg.config.model.base
     if base == "embedded":
@@ -46,7 +51,7 @@ def _model(cfg: LoadedConfig) -> list[str]:
     path = cfg.resolve(base)
     if base.lower().endswith(".gguf"):
         if not path.is_file():
-            return [_bad("model.base", f"GGUF file not found ({path}; relative paths start at the config file)", base)]
+            return [_bad("model.base", f"GGUF file not found ({path}; {_start(cfg)})", base)]
         return [_bad("model.base", "a GGUF file cannot be trained on (LoRA needs the model's transformers"
                      " folder or hub id)", base)]
     first = Path(base).parts[0] if Path(base).parts else base
@@ -55,7 +60,7 @@ def _model(cfg: LoadedConfig) -> list[str]:
         return [] if _HUB_ID.match(base) else [_bad("model.base", "expected 'embedded', a hub id ('owner/name')"
                                                       " or a model folder", base)]
     if not path.exists():
-        return [_bad("model.base", f"model folder not found ({path}; relative paths start at the config file)", base)]
+        return [_bad("model.base", f"model folder not found ({path}; {_start(cfg)})", base)]
     if not path.is_dir():
         return [_bad("model.base", f"not a folder ({path})", base)]
     if not (path / "config.json").is_file():
@@ -189,8 +194,7 @@ def _policy(cfg: LoadedConfig, source: str) -> list[str]:
     name = cfg.config.policy.file
     path = cfg.resolve(name)
     if not path.is_file():
-        return [f"{source}: " + _bad("policy.file", f"policy file not found ({path}; relative paths start at the"
-                                     " config file)", name)]
+        return [f"{source}: " + _bad("policy.file", f"policy file not found ({path}; {_start(cfg)})", name)]
     try:
         policy = load_policy(path)
     except PolicyFileError as err:
