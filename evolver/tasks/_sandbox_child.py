@@ -26,13 +26,13 @@ Layers, each applied when this kernel and these privileges allow it (the "ready"
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import json
 import os
 import resource
 import stat
 import sys
 import types
+from importlib.machinery import SourceFileLoader
 
 SANDBOX_UID_BASE = 1 << 30  # a run's uid and gid: this plus the child's pid
 NOBODY = 65534
@@ -279,10 +279,9 @@ def lock_down(job: dict) -> tuple[list[str], str]:
 def _load_judge() -> types.ModuleType:
     """The test runner, `_sandbox_judge.py` beside this file (this script runs with -I, outside the package)."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_judge.py")
-    spec = importlib.util.spec_from_file_location("_sandbox_judge", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = types.ModuleType("_sandbox_judge")
+    module.__file__ = path
+    SourceFileLoader("_sandbox_judge", path).exec_module(module)  # importlib.util would cost 7 ms more
     return module
 
 

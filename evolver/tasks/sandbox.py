@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -205,7 +206,21 @@ def _tail(path: Path) -> str:
 
 
 def _exited(pid: int, deadline: float) -> bool:
-    """Wait for `pid` to exit without reaping it; False when `deadline` (monotonic) comes first."""
+    """Wait for `pid` to exit without reaping it; False when `deadline` (monotonic) comes first.
+
+    A pidfd becomes readable the moment the process exits (Linux >= 5.3); elsewhere, poll.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = -1
+    if fd >= 0:
+        try:
+            poller = select.poll()  # not select(): it fails on descriptors above 1023
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
+        finally:
+            os.close(fd)
     pause = 0.001
     while True:
         if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
