@@ -17,8 +17,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evolver.config.load import LoadedConfig, _describe
+
+if TYPE_CHECKING:
+    from evolver.tasks.suites import Suite
 
 # Hub repo ids: "name" or "owner/name"; letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 each.
 _HUB_PART = r"(?!.*(?:--|\.\.))[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9_])?"
@@ -100,7 +104,7 @@ def _suites(cfg: LoadedConfig) -> list[str]:
     return problems
 
 
-def _split_problem(suite, split: str) -> str | None:  # noqa: ANN001 - a tasks.suites.Suite
+def _split_problem(suite: Suite, split: str) -> str | None:
     """Why `suite` cannot give `split` (evaluation reads 'test', the reflection pool 'train'), or None."""
     m = suite.manifest
     if m.generated:
