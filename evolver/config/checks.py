@@ -134,7 +134,8 @@ def _instructions(cfg: LoadedConfig) -> list[str]:
     pool = {i.id for i in build_pool([i for i in r.instruction_ids if i in known] or None, extra)}
     wanted = cfg.config.evaluation.instruction
     if wanted not in pool:
-        where = "reflection.instruction_ids" if r.instruction_ids else "built in: 1-1-1 ... 2-8-2, or an extra instruction's id"
+        where = ("reflection.instruction_ids" if r.instruction_ids
+                 else "built in: 1-1-1 ... 2-8-2, or an extra instruction's id")
         problems.append(_bad("evaluation.instruction", f"not in the instruction pool ({where})", wanted))
     return problems
 

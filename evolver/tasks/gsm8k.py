@@ -2,7 +2,8 @@
 
 Rows are the release's JSONL (`grade_school_math/data/test.jsonl` of github.com/openai/grade-school-math,
 or the hub's `openai/gsm8k`, config `main`): `question`, and `answer` = worked solution ending in
-`#### N`; the gold is N. Ids: the row's `id` when every row has a distinct one, else 1-based line numbers (`evolver.tasks.rows`).
+`#### N`; the gold is N. Ids: the row's `id` when every row has a distinct one, else 1-based line
+numbers (`evolver.tasks.rows`).
 
 The model finishes with `Finish[N]`. Also accepted, in this order: `#### N` (the dataset's own
 form), then the last number of the output (`Verdict.scores["strict"]` is 0 for that last

@@ -144,7 +144,8 @@ def assign_ids(rows: list[tuple[int, dict[str, Any]]], origin: str, ids: IdPolic
         rid = _own_id(row) or str(n)
         where = f"{origin}:{n}"
         if rid in seen:
-            raise DataError(f"{where}: id {rid!r} repeats {seen[rid]}; give rows unique ids or set ids = \"auto\" in the manifest")
+            raise DataError(f"{where}: id {rid!r} repeats {seen[rid]};"
+                            " give rows unique ids or set ids = \"auto\" in the manifest")
         seen[rid] = where
         records.append(Record(rid, where, row))
     return Rows(records, list(dropped or []), "row ids ('id', else 'task_id', else the line number)")
