@@ -1,15 +1,16 @@
 """The sandbox contains what model-written code may do wrong or badly, and leaves the host as it was.
 
 Every hostile case checks three things: the run is scored wrong with a reason, the effect did not
-happen (file absent, no connection accepted), and no process of the run's group is left.
-Each layer is also tested alone where this machine has it (kernel layers without the Python guard).
+happen (file absent, no connection accepted), and no process of the run's group or uid is left.
+Each layer is also tested alone where this machine has it; the hostile programs run once more with
+the Python audit hook off (`python_guards=False`), to show that the kernel layers alone hold and
+that the code runs as a uid other than root.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import threading
 from pathlib import Path
@@ -17,18 +18,22 @@ from pathlib import Path
 import psutil
 import pytest
 
-from evolver.tasks.sandbox import SandboxLimits, SandboxResult, run_tests
+from evolver.tasks.sandbox import SANDBOX_UID_BASE, SandboxLimits, SandboxResult, run_tests
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reflectevo"
 FAST = SandboxLimits(cpu_seconds=1, wall_seconds=4)
 
 
 def leftovers(result: SandboxResult) -> list[int]:
-    """Live pids still in the run's process group (dead ones wait for init to reap them; that is init's job)."""
+    """Live pids still in the run's process group or running as its own uid (dead ones wait for init
+    to reap them; that is init's job)."""
     left = []
-    for proc in psutil.process_iter(["pid", "status"]):
+    own_uid = result.uid if result.uid >= SANDBOX_UID_BASE else None
+    for proc in psutil.process_iter(["pid", "status", "uids"]):
         try:
-            if os.getpgid(proc.pid) == result.pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if os.getpgid(proc.pid) == result.pgid or proc.info["uids"].real == own_uid:
                 left.append(proc.pid)
         except (ProcessLookupError, psutil.Error):
             continue
@@ -58,15 +63,52 @@ def test_passing_and_failing_code() -> None:
     assert not exited.passed and exited.reason.startswith("error: exited before the tests finished")
 
 
-def test_results_that_fake_equality_are_refused() -> None:
-    hack = "class Yes:\n    def __eq__(self, other):\n        return True\n\ndef f(x):\n    return Yes()"
-    r = run(hack, ["assert f(1) == 2"])
-    assert not r.passed and "(got a Yes object)" in r.feedback and "defines its own ==" in r.feedback
-    nested = run("class Yes(int):\n    __eq__ = lambda self, other: True\n\ndef f(x):\n    return [Yes(0)]", ["assert f(1) == [2]"])
-    assert not nested.passed
-    plain = run("import collections\ndef f(x):\n    return (collections.Counter('ab'), {1: [2.0]})",
-                ["assert f(1) == (collections.Counter('ab'), {1: [2]})"])
-    assert plain.passed, plain.feedback   # C-level equality (Counter, float) is fine
+FAKE_EQ = {
+    "own-class": "class Yes:\n    def __eq__(self, other):\n        return True\n\ndef f(x):\n    return Yes()",
+    "nested-int-subclass": "class Yes(int):\n    __eq__ = lambda self, other: True\n\ndef f(x):\n    return [Yes(0)]",
+    "callable-attribute": "class T:\n    def __call__(self, *a):\n        return True\n\nclass Yes:\n    __eq__ = T()\n\n"
+                          "def f(x):\n    return Yes()",
+    "builtin-function": "import operator\nclass Yes:\n    __eq__ = operator.truth\n\ndef f(x):\n    return Yes()",
+    "borrowed-slot": "class Yes(int):\n    __eq__ = int.__ne__\n\ndef f(x):\n    return Yes(5)",
+    "patched-counter": "import collections\ncollections.Counter.__eq__ = lambda self, other: True\n\n"
+                       "def f(x):\n    return collections.Counter('zz')",
+    "counter-subclass": "import collections\nclass C(collections.Counter):\n    def __eq__(self, other):\n"
+                        "        return True\n\ndef f(x):\n    return C()",
+    "inside-a-counter": "import collections\nclass Yes:\n    def __eq__(self, other):\n        return True\n"
+                        "    __hash__ = object.__hash__\n\ndef f(x):\n    return collections.Counter({'a': Yes()})",
+}
+
+
+@pytest.mark.parametrize("name", FAKE_EQ)
+def test_results_that_fake_equality_are_refused(name: str) -> None:
+    want = "{'a': 2}" if name == "inside-a-counter" else "[2]" if name == "nested-int-subclass" else "2"
+    r = run(FAKE_EQ[name], [f"assert f(1) == {want}"])
+    assert not r.passed and "defines its own ==" in r.feedback, r.feedback
+
+
+@pytest.mark.parametrize("code, test", [
+    ("import collections\ndef f(x):\n    return (collections.Counter('ab'), {1: [2.0]})",
+     "assert f(1) == (collections.Counter('ab'), {1: [2]})"),
+    ("from collections import Counter\ndef f(s):\n    return Counter(s)", "assert f('aab') == {'a': 2, 'b': 1}"),
+    (("from collections import OrderedDict, defaultdict, deque\ndef f(x):\n    d = defaultdict(list)\n"
+      "    d[1].append(x)\n    return [d, OrderedDict(a=1), deque([x])]"), "assert f(3) == [{1: [3]}, {'a': 1}, deque([3])]"),
+    ("from fractions import Fraction\ndef f(x):\n    return Fraction(x, 2)", "assert f(4) == 2"),
+    ("import datetime\ndef f():\n    return datetime.date(2024, 1, 2)", "assert f() == datetime.date(2024, 1, 2)"),
+    (("class P:\n    def __init__(self, a):\n        self.a = a\n    def __eq__(self, o):\n        return self.a == o.a\n"
+      "def f(a):\n    return P(a)"), "assert f(1) == P(1)"),   # the test itself builds the class: its == decides
+])
+def test_honest_results_of_standard_library_types_pass(code: str, test: str) -> None:
+    r = run(code, [test])
+    assert r.passed, r.feedback
+
+
+def test_setup_code_runs_after_the_solution() -> None:
+    solution = "class Pair:\n    def __init__(self, a, b):\n        self.a, self.b = a, b\n\ndef longest(ps):\n    return max(p.b for p in ps)"
+    setup = "pairs = [Pair(1, 5), Pair(2, 9)]"   # builds objects of the solution's class
+    r = run(solution, ["assert longest(pairs) == 9"], setup=setup)
+    assert r.passed, r.feedback
+    broken = run(solution, ["assert True"], setup="pairs = [Pair(1)]")
+    assert not broken.passed and "in the setup code" in broken.feedback
 
 
 def test_output_tails_and_scrubbed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,17 +150,48 @@ def test_fork_bomb_is_contained() -> None:
     assert not r.passed and "subprocess.Popen is not allowed" in r.reason
 
 
-def test_fork_bomb_without_python_guard_is_held_by_process_limit(layers: tuple[str, ...]) -> None:
-    # As root the limit binds only after the drop to `nobody`, which needs a Python that `nobody`
-    # can read; a system interpreter usually is one when ours lives under /root.
-    python = ""
-    if "nproc" not in layers:
-        python = shutil.which("python3", path="/usr/bin:/usr/local/bin") or ""
-        if not python or "nproc" not in run("pass", python=python).isolation:
-            pytest.skip(f"the process-count limit does not bind here: {layers}")
-    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
-    r = run(code, python=python, python_guards=False, wall_seconds=2, cpu_seconds=1)
-    assert not r.passed and r.reason == "timeout" and "nproc" in r.isolation
+def test_cpu_time_not_wall_time_is_the_budget() -> None:
+    r = run("import time\ntime.sleep(1.5)\nx = 1", ["assert x == 1"], cpu_seconds=1, wall_seconds=10)
+    assert r.passed and r.seconds >= 1.5   # 1.5 s of wall clock, next to no CPU: within a 1 CPU-second limit
+
+
+# Hostile programs with the Python audit hook off: what holds here is the kernel (uid, rlimits, Landlock, netns).
+HOSTILE = {
+    "fork-bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", "timeout"),
+    "memory-bomb": ("x = []\nwhile True:\n    x.append(bytearray(50 * 1024 * 1024))", "memory"),
+    "infinite-loop": ("while True:\n    pass", "timeout"),
+    "write-etc": ("open('/etc/evolver-escaped', 'w').write('pwned')", "error: PermissionError"),
+    "write-home": ("import os\nopen(os.path.expanduser('~root') + '/evolver-escaped', 'w').write('pwned')",
+                   "error: PermissionError"),
+    "write-tmp": ("open('/tmp/evolver-escaped', 'w').write('pwned')", "error: PermissionError"),
+    "network": ("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=2)", "error: "),
+    "left-the-group": ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\nos._exit(1)",
+                       "error: exited before the tests finished"),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_code_is_held_by_the_kernel_alone(name: str, layers: tuple[str, ...]) -> None:
+    code, reason = HOSTILE[name]
+    if os.geteuid() == 0:
+        assert "uid" in layers and "nproc" in layers, layers
+    r = run(code, ["assert True"], python_guards=False, wall_seconds=3)
+    assert "audit-hook" not in r.isolation and r.uid not in (-1, 0), (r.isolation, r.uid)
+    assert not r.passed and r.reason.startswith(reason), (name, r.reason, r.stderr[-300:])
+    for escaped in ("/etc/evolver-escaped", "/root/evolver-escaped", "/tmp/evolver-escaped"):
+        assert not os.path.exists(escaped)
+
+
+def test_code_runs_unprivileged_with_a_scrubbed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVOLVER_TEST_SECRET", "hunter2")
+    code = ("import os, json, heapq, email.mime.text\n"   # the standard library still imports after the drop
+            "print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'groups': os.getgroups(), 'env': dict(os.environ)}))")
+    r = run(code, python_guards=False)
+    seen = json.loads(r.stdout)
+    assert r.passed and seen["uid"] == r.uid and seen["uid"] != 0 and seen["gid"] != 0 and seen["groups"] == []
+    assert "EVOLVER_TEST_SECRET" not in seen["env"] and set(seen["env"]) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL"}
+    if os.geteuid() == 0:
+        assert r.uid >= SANDBOX_UID_BASE   # a uid of the run's own, shared with no other process
 
 
 def test_starting_programs_is_refused_by_the_kernel(layers: tuple[str, ...]) -> None:

@@ -205,18 +205,20 @@ def test_bigbench_sample_free_text() -> None:
     assert not partial.correct and 0 < partial.scores["f1"] < 1
 
 
-def test_bigbench_sample_ids_collide_without_line_policy() -> None:
-    # The sample repeats rows but has no ids, so line numbers are unique; check the collision rule itself.
+def test_bigbench_id_schemes_on_colliding_ids() -> None:
+    # A row without an id gets line number 2, which the first row uses as its id.
     rows = [{"question": "q", "answer": "x", "id": 2}, {"question": "q", "answer": "y"}]
-    with pytest.raises(DataError, match=r"<test>:2: id '2' repeats <test>:1"):
-        BigBenchTask(RecordsSource({"test": rows})).load()
+    with pytest.raises(DataError, match=r"<test>:2: id '2' repeats <test>:1; .* set ids = \"auto\""):
+        BigBenchTask(RecordsSource({"test": rows}, ids="row")).load()
+    loaded = BigBenchTask(RecordsSource({"test": rows})).load_report()   # the default, "auto"
+    assert [i.id for i in loaded.items] == ["1", "2"] and loaded.ids == "line numbers (1 row without an id)"
     assert [i.id for i in BigBenchTask(RecordsSource({"test": rows}, ids="line")).load()] == ["1", "2"]
 
 
 def test_bigbench_multiple_choice_rows() -> None:
     rows = [{"question": "Claim holds?\nOptions:\nA. True\nB. False\nC. Neither", "answer": "b", "id": 43617},
             {"question": "Would it?\nOptions:\nA. Yes\nB. No", "answer": {"answer": "A"}}]
-    task = BigBenchTask(RecordsSource({"test": rows}))
+    task = BigBenchTask(RecordsSource({"test": rows}, ids="row"))
     first, second = task.load()
     assert (first.id, first.meta["kind"], first.gold) == ("43617", "choice", "b")
     assert (second.id, second.gold) == ("2", "a")
@@ -242,16 +244,30 @@ def test_gsm8k() -> None:
         GSM8KTask(RecordsSource({"test": [{"question": "q", "answer": "none"}]})).load()
 
 
-def test_loader_errors_name_file_and_line(tmp_path: Path) -> None:
+def test_unusable_rows_are_dropped_and_named(tmp_path: Path) -> None:
     path = tmp_path / "rows.jsonl"
-    path.write_text('{"question": "q", "answer": "a"}\n\nnot json\n')
-    with pytest.raises(DataError, match=r"rows.jsonl:3: not JSON"):
-        LogiQATask(JsonlSource({"test": path})).load()
+    path.write_text('{"question": "q", "answer": "a"}\n\nnot json\n[1]\n{"question": "r"}\n')
+    loaded = LogiQATask(JsonlSource({"test": path})).load_report()
+    assert [i.id for i in loaded.items] == ["1"]
+    assert [str(d) for d in loaded.dropped] == [f"{path}:3: not JSON (Expecting value at column 1)",
+                                                f"{path}:4: expected a JSON object, got list",
+                                                f"{path}:5: missing key 'answer'"]
+    assert loaded.dropped_by_reason()["missing key 'answer'"] == 1
+
+
+def test_a_file_without_usable_rows_is_one_error_naming_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
     path.write_text('{"question": "q"}\n')
-    with pytest.raises(DataError, match=r"rows.jsonl:1: missing key 'answer'"):
+    with pytest.raises(DataError, match=r"rows.jsonl:1: missing key 'answer'$"):
+        LogiQATask(JsonlSource({"test": path})).load()
+    path.write_text('{"question": "q"}\nnot json\n')
+    with pytest.raises(DataError, match=r"rows.jsonl:1: missing key 'answer' \(and 1 more unusable rows\)"):
         LogiQATask(JsonlSource({"test": path})).load()
     with pytest.raises(DataError, match=r"no 'train' split here \(splits: test\)"):
         LogiQATask(JsonlSource({"test": path})).load("train")
+    path.write_bytes(b'{"question": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"rows.jsonl: not UTF-8 text"):
+        LogiQATask(JsonlSource({"test": path})).load()
 
 
 def test_limits_take_a_prefix() -> None:

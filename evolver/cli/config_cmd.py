@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
 from evolver.cli.common import console, emit_json, find_config, get_globals
+from evolver.errors import EXIT_USAGE
 
 
 def register(app: typer.Typer) -> None:
@@ -26,9 +28,18 @@ def register(app: typer.Typer) -> None:
 
     @cfg_app.command("check")
     def check(ctx: typer.Context, file: Path | None = typer.Argument(None, help="Config file to validate.")) -> None:
-        """Validate a config file; exit 2 with one line naming the key on error."""
+        """Validate a config file and what it refers to (model, policy, suites, instructions, cron, sizes).
+
+        Exit 2 with one line per problem, naming the file, the key and the value.
+        """
         from evolver.config import load_config
+        from evolver.config.checks import check_references
 
         path = file or find_config(get_globals(ctx).config_path)
         cfg = load_config(path)
+        problems = check_references(cfg)
+        for line in problems:
+            sys.stderr.write(f"evolver: error: {line}\n")
+        if problems:
+            raise typer.Exit(EXIT_USAGE)
         console().print(f"{cfg.path or 'built-in defaults'}: config is well-formed")

@@ -9,7 +9,7 @@ stay apart.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,13 @@ class EvalOutcome:
     split: str
     beyond_limit: int
     report: Any  # evolver.evaluation.predictions.PredictionReport
+    ids: str = ""  # how the suite's items got their ids (what predictions must carry)
+    dropped: dict[str, int] = field(default_factory=dict)  # rows of the data file that are not items: reason -> count
 
     def to_dict(self) -> dict[str, Any]:
         return {"suite": self.suite, "format": self.format, "manifest": self.manifest, "predictions": self.predictions,
-                "split": self.split, "beyond_limit": self.beyond_limit, **self.report.to_dict()}
+                "split": self.split, "beyond_limit": self.beyond_limit, "ids": self.ids, "dropped_rows": self.dropped,
+                **self.report.to_dict()}
 
 
 def suite_dirs(config_root: Path) -> list[Path]:
@@ -55,19 +58,20 @@ def score_predictions_file(benchmark: str, predictions: Path, search_dirs: list[
         suite = find_suite(benchmark, search_dirs)
         task = suite.task()
         use_split = split or suite.manifest.split
-        loaded = task.load(use_split)
+        data = suite.load(use_split)
     except (SuiteError, DataError) as err:
         raise UsageError(str(err)) from None
+    loaded = data.items
     items = loaded[:limit] if limit is not None else loaded
     beyond = {item.id for item in loaded[len(items):]}
     rows, malformed = read_predictions(predictions)
     kept = [r for r in rows if r.id not in beyond]
     try:
-        report = score_predictions(task, items, kept, workers=workers, malformed=malformed)
+        scored = score_predictions(task, items, kept, workers=workers, malformed=malformed)
     except SandboxError as err:
         raise RuntimeFailure(str(err)) from None
     return EvalOutcome(suite.name, suite.manifest.format or suite.manifest.task or "", str(suite.path), str(predictions),
-                       use_split, len(rows) - len(kept), report)
+                       use_split, len(rows) - len(kept), scored, data.ids, data.dropped_by_reason())
 
 
 def _ids(ids: list[str]) -> str:
@@ -86,6 +90,11 @@ def render(outcome: EvalOutcome, show_wrong: int = 0):  # noqa: ANN201 - a rich 
     table.add_column("value")
     table.add_row("predictions", outcome.predictions)
     table.add_row("items", str(r.items))
+    if outcome.ids:
+        table.add_row("item ids", outcome.ids)
+    if outcome.dropped:
+        table.add_row(f"dropped rows ({sum(outcome.dropped.values())})",
+                      ", ".join(f"{reason}: {n}" for reason, n in outcome.dropped.items()))
     table.add_row("scored", str(r.n))
     table.add_row("correct", str(r.correct))
     table.add_row("accuracy", f"{r.accuracy:.2%}")
@@ -156,7 +165,10 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Suite name (a folder under the config's evals/) or a path to a suite folder or manifest; with --generation, default: evaluation.benchmarks."),
         generation: int | None = typer.Option(None, "--generation", "-g", help="Evaluate this generation's model (cached in the store: a re-run is free)."),
-        predictions: Path | None = typer.Option(None, "--predictions", "-p", help="JSONL of {\"id\": ..., \"output\": ...} to score."),
+        predictions: Path | None = typer.Option(None, "--predictions", "-p", help=(
+            "JSONL of {\"id\": ..., \"output\": ...} to score. \"id\" is the suite's item id: under the default"
+            " ids = \"auto\" the rows' own id (else task_id) when every row has a distinct one, otherwise the row's"
+            " 1-based line number in the data file (BIG-bench and MATH: line numbers); the report says which.")),
         limit: int | None = typer.Option(None, "--limit", min=1, help="Score only the suite's first N items."),
         split: str | None = typer.Option(None, "--split", help="Split to score (default: the manifest's)."),
         workers: int = typer.Option(1, "--workers", min=1, max=64, help="Items scored at once (code runs in parallel sandboxes)."),

@@ -2,18 +2,24 @@
 
 All thresholds are in accuracy *points* (0-100), because that is how people read and
 write them ("one point better"); metrics themselves are fractions in [0, 1].
-Unknown keys are errors, so a typo never silently loosens a policy.
+Unknown keys are errors, so a typo never silently loosens a policy, and files are validated
+strictly, as `evolver.toml` is: "1.0" or `true` where a number belongs is an error, not a number.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evolver.config import ConfigError
 from evolver.config.load import format_validation_error, read_toml
+
+
+# Metrics with per-question outcomes, which the paired test needs (evolver.evaluation.run.outcomes).
+PairedMetric = Literal["acc@t1", "acc@t2"]
+PAIRED_METRICS: tuple[str, ...] = get_args(PairedMetric)
 
 
 class PolicyFileError(ConfigError):
@@ -27,7 +33,7 @@ class Policy(BaseModel):
 
     name: str = Field("default", min_length=1, description="Shown in events and `evolver status`.")
     description: str = Field("", description="Free text for people reading the file.")
-    primary: str = Field("acc@t2", min_length=1, description="Metric a candidate must improve (per-question outcomes needed).")
+    primary: PairedMetric = Field("acc@t2", description="Metric a candidate must improve (per-question outcomes needed).")
     benchmarks: list[str] = Field(
         default_factory=list, description="Benchmarks considered; empty = every benchmark both sides were evaluated on."
     )
@@ -57,8 +63,9 @@ class Policy(BaseModel):
 
 
 def parse_policy(data: dict, source: str = "<policy>") -> Policy:
+    """Validate parsed TOML strictly (no coercion of strings or booleans into numbers); one line on error."""
     try:
-        return Policy.model_validate(data)
+        return Policy.model_validate(data, strict=True)
     except ValidationError as err:
         raise PolicyFileError(format_validation_error(source, err)) from None
 

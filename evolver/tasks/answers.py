@@ -8,61 +8,83 @@ The reference splits on the first opener and cuts at the first closer, with no s
   are skipped), because base models often go on to invent the next few-shot question after
   answering, so a later `Finish[...]` is usually not theirs;
 - whitespace around the answer is stripped.
+
+Extraction is linear in the output and reads at most its first `SCAN_CHARS` characters (far more
+than any `max_new_tokens` produces), so a runaway or hostile answer costs the parent process
+milliseconds, not minutes: a predictions file may hold megabytes per row.
 """
 
 from __future__ import annotations
 
 import ast
+import bisect
 import re
 import string
 from collections import Counter
 from fractions import Fraction
 
 PLACEHOLDERS = {"", "x", "answer", "<answer>", "your answer", "your_answer", "...", "n", "<n>"}
+SCAN_CHARS = 1_000_000  # characters of an output that extraction reads
+PARSE_BUDGET = 200_000  # characters of candidate code blocks test-parsed per output
+PARSE_BLOCKS = 32  # candidate code blocks test-parsed per output
 
 _FINISH = re.compile(r"finish\s*\[", re.IGNORECASE)
-_FINISH_MATH = re.compile(r"finish\s*<<<(.*?)>>>", re.IGNORECASE | re.DOTALL)
+_FINISH_MATH = re.compile(r"finish\s*<<<", re.IGNORECASE)
+_CLOSE_MATH = re.compile(r">>>")
 _BEGIN = re.compile(r"\[\s*begin\s*\]", re.IGNORECASE)
 _END = re.compile(r"\[\s*end\s*\]", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*```[\w+-]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+_BRACKET = re.compile(r"[\[\]]")
+_PLACEHOLDER_CHARS = max(map(len, PLACEHOLDERS)) + 2  # longer content (before stripping) is no placeholder
 
 
-def _bracketed(text: str, start: int) -> str | None:
-    """Content from `start` (just after an opening '[') to its matching ']', or None if unclosed."""
-    depth = 1
-    for i in range(start, len(text)):
-        c = text[i]
-        if c == "[":
-            depth += 1
-        elif c == "]":
-            depth -= 1
-            if depth == 0:
-                return text[start:i]
-    return None
+def _closing_brackets(text: str) -> dict[int, int]:
+    """Index of each '[' -> index of its matching ']', in one pass (unclosed ones are absent)."""
+    match: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACKET.finditer(text):
+        if m.group() == "[":
+            stack.append(m.start())
+        elif stack:
+            match[stack.pop()] = m.start()
+    return match
+
+
+def _answer(content: str) -> str | None:
+    """`content` stripped, or None when it is a placeholder (checked without copying long text)."""
+    if len(content) <= _PLACEHOLDER_CHARS and content.strip().lower() in PLACEHOLDERS:
+        return None
+    return content.strip()
 
 
 def finish_bracket(output: str) -> str | None:
     """The first non-placeholder `Finish[...]` answer, brackets balanced; None when there is none."""
-    for m in _FINISH.finditer(output):
-        content = _bracketed(output, m.end())
-        if content is None:
-            rest = output[m.end():]
-            cut = rest.rfind("]")  # unbalanced: up to the last ']' (the reference's cut, but not truncating nests)
-            if cut < 0:
+    text = output[:SCAN_CHARS]
+    closing = _closing_brackets(text)
+    last_close = text.rfind("]")
+    for m in _FINISH.finditer(text):
+        end = closing.get(m.end() - 1)
+        if end is None:  # unbalanced: up to the last ']' (the reference's cut, but not truncating nests)
+            if last_close < m.end():
                 continue
-            content = rest[:cut]
-        content = content.strip()
-        if content.lower() not in PLACEHOLDERS:
-            return content
+            end = last_close
+        answer = _answer(text[m.end():end])
+        if answer is not None:
+            return answer
     return None
 
 
 def finish_math(output: str) -> str | None:
-    """The first non-placeholder `Finish<<<...>>>` answer."""
-    for m in _FINISH_MATH.finditer(output):
-        content = m.group(1).strip()
-        if content.lower() not in PLACEHOLDERS:
-            return content
+    """The first non-placeholder `Finish<<<...>>>` answer (up to the first `>>>` after its opener)."""
+    text = output[:SCAN_CHARS]
+    closes = [m.start() for m in _CLOSE_MATH.finditer(text)]
+    for m in _FINISH_MATH.finditer(text):
+        i = bisect.bisect_left(closes, m.end())
+        if i == len(closes):
+            return None  # no later opener is closed either
+        answer = _answer(text[m.end():closes[i]])
+        if answer is not None:
+            return answer
     return None
 
 
@@ -71,23 +93,35 @@ def code_block(output: str) -> str | None:
 
     Tolerant where generation is cut: a missing `[END]` takes the rest of the output. Markdown
     fences inside the block are removed. Of several blocks, the first that parses as Python wins
-    (a restated "[BEGIN] and [END]" in prose does not), else the first block.
+    (a restated "[BEGIN] and [END]" in prose does not), else the first block. Blocks do not
+    overlap (the next `[BEGIN]` is looked for after the previous `[END]`) and test-parsing stops
+    after `PARSE_BLOCKS` blocks or `PARSE_BUDGET` characters, so the work is bounded whatever the
+    output holds.
     """
+    text = output[:SCAN_CHARS]
     blocks: list[str] = []
-    for m in _BEGIN.finditer(output):
-        end = _END.search(output, m.end())
-        body = output[m.end(): end.start() if end else len(output)]
+    pos = 0
+    while (m := _BEGIN.search(text, pos)) is not None:
+        end = _END.search(text, m.end())
+        body = text[m.end(): end.start() if end else len(text)]
         fenced = _FENCE.match(body)
         if fenced:
             body = fenced.group(1)
         body = body.strip("\n")
         if body.strip():
             blocks.append(body)
-    for body in blocks:
+        if end is None:
+            break
+        pos = end.end()
+    budget = PARSE_BUDGET
+    for body in blocks[:PARSE_BLOCKS]:
+        budget -= len(body)
+        if budget < 0:
+            break
         try:
             ast.parse(body)
             return body
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
             continue
     return blocks[0] if blocks else None
 

@@ -2,7 +2,8 @@
 
 Rows are the release's JSONL (`grade_school_math/data/test.jsonl` of github.com/openai/grade-school-math,
 or the hub's `openai/gsm8k`, config `main`): `question`, and `answer` = worked solution ending in
-`#### N`; the gold is N. Ids: the row's `id` when present, else its 1-based line number.
+`#### N`; the gold is N. Ids: the row's `id` when every row has a distinct one, else 1-based line
+numbers (`evolver.tasks.rows`).
 
 The model finishes with `Finish[N]`. Also accepted, in this order: `#### N` (the dataset's own
 form), then the last number of the output (`Verdict.scores["strict"]` is 0 for that last
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from evolver.tasks.answers import finish_bracket, format_number, last_number
 from evolver.tasks.base import Item, Verdict
-from evolver.tasks.rows import DataError, Record, RowSource, require, take
+from evolver.tasks.rows import DataError, Loaded, Record, RowSource, load_items, require
 
 _HASHES = re.compile(r"####\s*([^\n]*)")
 
@@ -31,7 +32,10 @@ class GSM8KTask:
                           "where N is the final number.")
 
     def load(self, split: str = "test", limit: int | None = None) -> list[Item]:
-        return [self._item(r, split) for r in take(self.source.records(split), limit, self.cap)]
+        return self.load_report(split, limit).items
+
+    def load_report(self, split: str = "test", limit: int | None = None) -> Loaded:
+        return load_items(self.source, split, limit, self.cap, self._item)
 
     def _item(self, r: Record, split: str) -> Item:
         require(r, "question", "answer")

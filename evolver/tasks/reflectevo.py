@@ -13,10 +13,11 @@ Rows are the reference's JSONL files (`data/data_source/*_test.jsonl` of the Ref
   letter match); any other row is free text (`Finish[span]`, SQuAD-normalised exact match, with
   token F1 in `Verdict.scores["f1"]`).
 
-Item ids (what predictions files use): the row's `id`, else its `task_id`, else its 1-based line
-number in the file (see `evolver.tasks.rows`). So LogiQA ids are the dataset's own ids (not the
-reference loader's line numbers), MBPP ids are `task_id`s (11-510), MATH ids are line numbers,
-and BIG-bench rows without an `id` get their line number.
+Item ids (what predictions files use), under the default `ids = "auto"` (see `evolver.tasks.rows`):
+a file's own `id` (else `task_id`) when every row has a distinct one, else every row's 1-based line
+number. So LogiQA ids are the dataset's own ids (not the reference loader's line numbers), MBPP ids
+are `task_id`s (11-510), and MATH and BIG-bench ids are line numbers (the BIG-bench file repeats
+ids and leaves 144 rows without one).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from evolver.tasks.answers import choice_letter, code_block, finish_bracket, finish_math, options, squad_normalize, token_f1
 from evolver.tasks.base import Item, Verdict
 from evolver.tasks.math_equiv import last_boxed, math_equiv
-from evolver.tasks.rows import DataError, Record, RowSource, require, take
+from evolver.tasks.rows import DataError, Loaded, Record, RowSource, load_items, require
 from evolver.tasks.sandbox import SandboxLimits, run_tests
 
 UNPARSED_FINISH = "No final answer found: finish with Finish[...]."
@@ -40,10 +41,6 @@ def _judged(correct: bool, answer: str, **scores: float) -> Verdict:
     return Verdict(correct=correct, answer=answer, reason="correct" if correct else "wrong", scores=dict(scores))
 
 
-def _items(source: RowSource, split: str, limit: int | None, cap: int | None, build) -> list[Item]:  # noqa: ANN001
-    return [build(r, split) for r in take(source.records(split), limit, cap)]
-
-
 @dataclass
 class LogiQATask:
     """LogiQA multiple choice: `Finish[X]`, X a letter a-d (or the option's text)."""
@@ -55,7 +52,10 @@ class LogiQATask:
                           "where X is the letter of the correct option (a, b, c or d).")
 
     def load(self, split: str = "test", limit: int | None = None) -> list[Item]:
-        return _items(self.source, split, limit, self.cap, self._item)
+        return self.load_report(split, limit).items
+
+    def load_report(self, split: str = "test", limit: int | None = None) -> Loaded:
+        return load_items(self.source, split, limit, self.cap, self._item)
 
     def _item(self, r: Record, split: str) -> Item:
         require(r, "question", "answer")
@@ -82,7 +82,10 @@ class MathTask:
                           "where X is the answer in LaTeX (no \\boxed).")
 
     def load(self, split: str = "test", limit: int | None = None) -> list[Item]:
-        return _items(self.source, split, limit, self.cap, self._item)
+        return self.load_report(split, limit).items
+
+    def load_report(self, split: str = "test", limit: int | None = None) -> Loaded:
+        return load_items(self.source, split, limit, self.cap, self._item)
 
     def _item(self, r: Record, split: str) -> Item:
         require(r, "problem")
@@ -109,23 +112,30 @@ class MBPPTask:
     """MBPP: code between [BEGIN] and [END], run against the row's asserts in the sandbox.
 
     `challenge_tests` adds the row's `challenge_test_list` to the judging asserts (the reference
-    judges only the three asserts the prompt shows).
+    judges only the three asserts the prompt shows). Programs are limited in CPU time (`cpu_s`),
+    which does not depend on how busy the machine is, so a verdict does not either; `timeout_s`
+    is a wall-clock safety net for programs that sleep or block, generous enough that load does
+    not reach it.
     """
 
     source: RowSource
     name: str = "mbpp"
     cap: int | None = None
     challenge_tests: bool = False
-    timeout_s: float = 10.0
+    cpu_s: float = 10.0
+    timeout_s: float = 60.0
     limits: SandboxLimits | None = None
     answer_format: str = "Write the Python code for the task. Put the complete code between [BEGIN] and [END]."
     _limits: SandboxLimits = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._limits = self.limits or SandboxLimits(wall_seconds=self.timeout_s, cpu_seconds=min(5.0, self.timeout_s))
+        self._limits = self.limits or SandboxLimits(cpu_seconds=self.cpu_s, wall_seconds=self.timeout_s)
 
     def load(self, split: str = "test", limit: int | None = None) -> list[Item]:
-        return _items(self.source, split, limit, self.cap, self._item)
+        return self.load_report(split, limit).items
+
+    def load_report(self, split: str = "test", limit: int | None = None) -> Loaded:
+        return load_items(self.source, split, limit, self.cap, self._item)
 
     def _item(self, r: Record, split: str) -> Item:
         require(r, "text", "test_list")
@@ -161,7 +171,10 @@ class BigBenchTask:
                           "option or, when no options are given, a short answer taken from the text.")
 
     def load(self, split: str = "test", limit: int | None = None) -> list[Item]:
-        return _items(self.source, split, limit, self.cap, self._item)
+        return self.load_report(split, limit).items
+
+    def load_report(self, split: str = "test", limit: int | None = None) -> Loaded:
+        return load_items(self.source, split, limit, self.cap, self._item)
 
     def _item(self, r: Record, split: str) -> Item:
         require(r, "question", "answer")

@@ -5,21 +5,24 @@ process group, in a fresh temporary directory (removed afterwards), with a scrub
 and stdin at /dev/null. Before any model code runs it:
 - moves into a new network namespace when the kernel lets it (`network == "netns"`), otherwise
   blocks sockets by patching `socket` and refusing socket audit events (`"socket-patch"`);
-- drops root to `nobody` when started as root and `nobody` can read the Python installation
-  (not one under /root, say), so the process-count limit holds (root is exempt from it);
+- when started as root, becomes a uid and gid of its own (2^30 + its pid), reaching a Python
+  installation that uid could not walk to (one under /root, say) through open descriptors, so
+  the process-count limit binds (root is exempt from it) and file permissions apply;
 - applies Landlock (when the kernel has it) so writes outside the sandbox directory fail;
 - sets rlimits: CPU seconds, address space, file size, process count, no core files;
 - installs an audit hook refusing fork/exec/spawn, ctypes, and (without the kernel layers)
   sockets and writes outside its directory.
-The parent enforces a wall-clock limit and, whatever happened, kills the whole process group.
-`SandboxResult.isolation` lists the layers that were actually in place for that run.
+The parent enforces a wall-clock limit and, whatever happened, kills the whole process group and
+every process of the run's own uid (so leaving the group, `setsid`, does not outlive the run).
+`SandboxResult.isolation` lists the layers that were actually in place for that run, `uid` the
+user the code ran as.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pwd
+import select
 import signal
 import subprocess
 import sys
@@ -30,6 +33,7 @@ from pathlib import Path
 
 _CHILD = Path(__file__).with_name("_sandbox_child.py")
 _TAIL = 2000
+SANDBOX_UID_BASE = 1 << 30  # the child's uid when it drops root: this plus its pid (as in _sandbox_child)
 
 
 class SandboxError(RuntimeError):
@@ -41,8 +45,8 @@ class SandboxLimits:
     """Per-run limits and layers. Turning a layer off is for testing the others (and for kernels
     that misbehave); `python_guards=False` keeps the audit hook only where no kernel layer holds."""
 
-    cpu_seconds: float = 5.0
-    wall_seconds: float = 10.0
+    cpu_seconds: float = 10.0
+    wall_seconds: float = 60.0
     memory_mb: int = 1024
     file_mb: int = 16
     max_processes: int = 8
@@ -67,6 +71,7 @@ class SandboxResult:
     isolation: tuple[str, ...] = field(default_factory=tuple)
     seconds: float = 0.0
     pgid: int = 0
+    uid: int = -1  # the user the code ran as (-1: unknown, the code never started)
 
 
 def run_tests(code: str, tests: list[str] | tuple[str, ...] = (), setup: str = "",
@@ -76,33 +81,18 @@ def run_tests(code: str, tests: list[str] | tuple[str, ...] = (), setup: str = "
     Passes when the code loads and every test passes (with no tests: when the code runs to the end).
     """
     limits = limits or SandboxLimits()
-    uid, gid = _unprivileged_ids()
     with tempfile.TemporaryDirectory(prefix="evolver-sandbox-") as tmp:
         base = Path(tmp)
         base.chmod(0o711)  # the child may run as another uid: it must reach work/, not read our files
         work = base / "work"
-        work.mkdir(mode=0o700)
-        if uid >= 0:
-            os.chown(work, uid, gid)
+        work.mkdir(mode=0o700)  # the child gives it to the uid it drops to
         job = {
             "code": code, "tests": list(tests), "setup": setup or "", "workdir": str(work),
             "cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_mb << 20,
             "file_bytes": limits.file_mb << 20, "max_processes": limits.max_processes,
-            "uid": uid, "gid": gid, "netns": limits.netns, "landlock": limits.landlock, "python_guards": limits.python_guards,
+            "netns": limits.netns, "landlock": limits.landlock, "python_guards": limits.python_guards,
         }
         return _run(job, base, work, limits)
-
-
-def _unprivileged_ids() -> tuple[int, int]:
-    """(uid, gid) the child drops to when we are root, else (-1, -1). The child drops only if that
-    uid can still read its Python installation (not, say, one under /root)."""
-    if os.geteuid() != 0:
-        return -1, -1
-    try:
-        entry = pwd.getpwnam("nobody")
-        return entry.pw_uid, entry.pw_gid
-    except KeyError:
-        return 65534, 65534
 
 
 def _environment(work: Path) -> dict[str, str]:
@@ -126,12 +116,13 @@ def _run(job: dict, base: Path, work: Path, limits: SandboxLimits) -> SandboxRes
     finally:
         os.close(report_fd)
         os.close(job_fd)
+    own_uid = SANDBOX_UID_BASE + proc.pid if os.geteuid() == 0 else None
     try:
         timed_out = not _exited(proc.pid, start + limits.wall_seconds)
     finally:
-        # The leader is not reaped yet (exited or not), so its pid still names the group: no
-        # unrelated process can have taken that number when we kill the group.
-        kill_group(proc.pid)
+        # The leader is not reaped yet (exited or not), so its pid still names the group and its
+        # uid: no unrelated process can have taken that number when we kill them.
+        kill_group(proc.pid, own_uid)
         proc.wait()
     seconds = time.monotonic() - start
     lines = _report_lines(report_path)
@@ -147,7 +138,7 @@ def _run(job: dict, base: Path, work: Path, limits: SandboxLimits) -> SandboxRes
         tests_passed=int((done or {}).get("passed", 0)), tests_total=len(job["tests"]),
         stdout=_tail(out_path), stderr=_tail(err_path),
         network=ready.get("network", "unknown"), isolation=tuple(ready.get("layers", ())),
-        seconds=round(seconds, 3), pgid=proc.pid,
+        seconds=round(seconds, 3), pgid=proc.pid, uid=int(ready.get("uid", -1)),
     )
 
 
@@ -215,7 +206,21 @@ def _tail(path: Path) -> str:
 
 
 def _exited(pid: int, deadline: float) -> bool:
-    """Wait for `pid` to exit without reaping it; False when `deadline` (monotonic) comes first."""
+    """Wait for `pid` to exit without reaping it; False when `deadline` (monotonic) comes first.
+
+    A pidfd becomes readable the moment the process exits (Linux >= 5.3); elsewhere, poll.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = -1
+    if fd >= 0:
+        try:
+            poller = select.poll()  # not select(): it fails on descriptors above 1023
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
+        finally:
+            os.close(fd)
     pause = 0.001
     while True:
         if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
@@ -227,8 +232,8 @@ def _exited(pid: int, deadline: float) -> bool:
         pause = min(pause * 2, 0.02)
 
 
-def _members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in the group, from /proc."""
+def _members(pgid: int, uid: int | None = None) -> list[int]:
+    """Live (non-zombie) processes in the group, or (when `uid` is given) running as `uid`, from /proc."""
     found = []
     if not os.path.isdir("/proc"):
         return found  # no /proc (macOS): the killpg above is all we can do
@@ -238,24 +243,52 @@ def _members(pgid: int) -> list[int]:
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
+            owner = _real_uid(int(entry.name)) if uid is not None else None
+        except (OSError, StopIteration):
             continue
-        if int(fields[2]) == pgid and fields[0] != b"Z":
+        if fields[0] != b"Z" and (int(fields[2]) == pgid or (uid is not None and owner == uid)):
             found.append(int(entry.name))
     return found
 
 
-def kill_group(pgid: int, patience_s: float = 2.0) -> None:
-    """SIGKILL the group until no live process is left in it (or `patience_s` has passed).
+def _real_uid(pid: int) -> int:
+    """The real uid of a process (from /proc/PID/status: the folder itself is root's once it changed uid)."""
+    with open(f"/proc/{pid}/status", "rb") as f:
+        line = next(x for x in f if x.startswith(b"Uid:"))
+    return int(line.split()[1])
 
-    Call it before reaping the group's leader, so that the group id cannot be reused meanwhile.
+
+def _kill(pid: int, uid: int | None) -> None:
+    """SIGKILL `pid` through a pidfd when it (still) runs as `uid`, so a recycled pid is never hit."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        if _real_uid(pid) == uid:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except (OSError, StopIteration):
+        pass
+    finally:
+        os.close(fd)
+
+
+def kill_group(pgid: int, uid: int | None = None, patience_s: float = 2.0) -> None:
+    """SIGKILL the group, and every process of `uid` (the run's own), until none is left or `patience_s` passed.
+
+    Call it before reaping the group's leader, so that the group id (and the uid made from its
+    pid) cannot be reused meanwhile. A process that left the group (`setsid`) still has the uid.
     """
     deadline = time.monotonic() + patience_s
     while True:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            return
-        if not _members(pgid) or time.monotonic() > deadline:
+            pass
+        left = _members(pgid, uid)
+        if uid is not None:
+            for pid in left:
+                _kill(pid, uid)
+        if not left or time.monotonic() > deadline:
             return
         time.sleep(0.005)
