@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from evolver.config import load_config
-from evolver.config.checks import check_references
+from evolver.preflight import check_references
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -68,6 +68,21 @@ def stop_token_ids(tokenizer: Any, chat: bool, extra: set[int] | None = None) ->
     return sorted(ids)
 
 
+def template_chat(tokenizer: Any, chat: bool, messages: Sequence[dict[str, str]]) -> str:
+    """A conversation through the model's chat template, ready for the assistant's turn."""
+    if not chat:
+        raise Unsupported("this model has no chat template; use /v1/completions")
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+
+def check_seeds(prompts: Sequence[str], seeds: Sequence[int]) -> None:
+    if len(prompts) != len(seeds):
+        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+
+
+NO_TOKEN_LOGPROBS = "per-token log-probabilities are served with generation.backend = 'transformers'"
+
+
 def wants_chat(tokenizer: object, style: str) -> bool:
     """'chat' always, 'plain' never, 'auto' when the tokenizer has a chat template."""
     return style == "chat" or (style == "auto" and bool(getattr(tokenizer, "chat_template", None)))

@@ -22,7 +22,17 @@ from typing import Any
 
 import httpx
 
-from evolver.backends.base import Adapter, Output, Sampling, TokenLogprobs, Unsupported, stop_token_ids
+from evolver.backends.base import (
+    NO_TOKEN_LOGPROBS,
+    Adapter,
+    Output,
+    Sampling,
+    TokenLogprobs,
+    Unsupported,
+    check_seeds,
+    stop_token_ids,
+    template_chat,
+)
 from evolver.config.schema import ModelConfig, OpenAIBackendConfig
 from evolver.errors import EvolverError
 
@@ -68,20 +78,17 @@ class OpenAIBackend:
                                                add_generation_prompt=True)
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
-        if not self._is_chat():
-            raise Unsupported("this model has no chat template; use /v1/completions")
-        return self._tok().apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return template_chat(self._tok(), self._is_chat(), messages)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tok()(text, add_special_tokens=not self._is_chat()).input_ids)
 
     def token_logprobs(self, text: str, adapter: Adapter | None = None) -> TokenLogprobs:
-        raise Unsupported("per-token log-probabilities are served with generation.backend = 'transformers'")
+        raise Unsupported(NO_TOKEN_LOGPROBS)
 
     def generate(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int],
                  adapter: Adapter | None = None) -> list[Output]:
-        if len(prompts) != len(seeds):
-            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        check_seeds(prompts, seeds)
         model = self._model(adapter)
         common: dict[str, Any] = {"model": model, "max_tokens": sampling.max_new_tokens,
                                   "temperature": 0.0 if sampling.greedy else sampling.temperature,

@@ -18,10 +18,11 @@ from evolver.backends.base import (
     Output,
     Sampling,
     TokenLogprobs,
-    Unsupported,
+    check_seeds,
     cut_at_stop,
     render_user_turn,
     stop_token_ids,
+    template_chat,
     wants_chat,
 )
 from evolver.config.schema import ModelConfig
@@ -77,9 +78,7 @@ class TransformersBackend:
         return render_user_turn(self.tokenizer, text, self.chat)
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
-        if not self.chat:
-            raise Unsupported("this model has no chat template; use /v1/completions")
-        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return template_chat(self.tokenizer, self.chat, messages)
 
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
@@ -98,8 +97,7 @@ class TransformersBackend:
 
     def generate(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int],
                  adapter: Adapter | None = None) -> list[Output]:
-        if len(prompts) != len(seeds):
-            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        check_seeds(prompts, seeds)
         model = self._use(adapter)
         enc = [self._encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: len(enc[i]))

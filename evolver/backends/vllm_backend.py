@@ -16,13 +16,16 @@ from typing import Any
 
 from evolver.artifacts import verify_adapter
 from evolver.backends.base import (
+    NO_TOKEN_LOGPROBS,
     Adapter,
     Output,
     Sampling,
     TokenLogprobs,
     Unsupported,
+    check_seeds,
     render_user_turn,
     stop_token_ids,
+    template_chat,
     wants_chat,
 )
 from evolver.config.schema import ModelConfig, VLLMBackendConfig
@@ -63,22 +66,19 @@ class VLLMBackend:
         return render_user_turn(self.tokenizer, text, self.chat)
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
-        if not self.chat:
-            raise Unsupported("this model has no chat template; use /v1/completions")
-        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return template_chat(self.tokenizer, self.chat, messages)
 
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
 
     def token_logprobs(self, text: str, adapter: Adapter | None = None) -> TokenLogprobs:
-        raise Unsupported("per-token log-probabilities are served with generation.backend = 'transformers'")
+        raise Unsupported(NO_TOKEN_LOGPROBS)
 
     def generate(self, prompts: Sequence[str], sampling: Sampling, seeds: Sequence[int],
                  adapter: Adapter | None = None) -> list[Output]:
         from vllm import SamplingParams
 
-        if len(prompts) != len(seeds):
-            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        check_seeds(prompts, seeds)
         if not prompts:
             return []
         greedy = sampling.greedy

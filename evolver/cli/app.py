@@ -28,10 +28,11 @@ class EvolverGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except EvolverError as err:
+            lines = [ln for ln in str(err).splitlines() if ln.strip()] or [err.line]
             if as_json:
-                emit_json({"error": err.kind, "message": err.line})
-            else:
-                sys.stderr.write(f"evolver: error: {err.line}\n")
+                emit_json({"error": err.kind, "message": lines[0], "problems": lines})
+            else:  # one line per problem (a config check can find several)
+                sys.stderr.writelines(f"evolver: error: {ln}\n" for ln in lines)
             raise typer.Exit(err.exit_code) from None
 
 

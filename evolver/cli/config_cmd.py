@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         Exit 2 with one line per problem, naming the file, the key and the value.
         """
         from evolver.config import load_config
-        from evolver.config.checks import check_references
+        from evolver.preflight import check_references
 
         path = file or find_config(get_globals(ctx).config_path)
         cfg = load_config(path)

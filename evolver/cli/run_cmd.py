@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from evolver.cli.common import RuntimeFailure, console, loaded_config, setup_logs
+from evolver.config import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +31,11 @@ def register(app: typer.Typer) -> None:
         from evolver.daemon.runner import Daemon
 
         cfg = loaded_config(ctx, config)
+        from evolver.preflight import check_references
+
+        problems = check_references(cfg)
+        if problems:  # one line each, exit 2, before anything is written
+            raise ConfigError("\n".join(problems))
         setup_logs(ctx, cfg)
         out = console()
         bars = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -49,7 +49,8 @@ def config_hash(config: EvolverConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _describe(value: Any) -> str:
+def describe_value(value: Any) -> str:
+    """A value as an error line quotes it: JSON, or repr for text, cut at 60 characters."""
     text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -89,7 +90,7 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     loc = _key_path(first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
-        return f"{source}: {loc}: unknown key (got {_describe(first.get('input'))})"
+        return f"{source}: {loc}: unknown key (got {describe_value(first.get('input'))})"
     if kind == "missing":
         return f"{source}: {loc}: required key is missing"
     if not loc:  # a cross-field check: its message already reads "key: expected ..., got ..."
@@ -98,7 +99,7 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     wanted = " or ".join(dict.fromkeys(_expected(e) for e in same))
     more = len(errors) - len(same)
     tail = f" (+{more} more)" if more else ""
-    return f"{source}: {loc}: expected {wanted}, got {_describe(first.get('input'))}{tail}"
+    return f"{source}: {loc}: expected {wanted}, got {describe_value(first.get('input'))}{tail}"
 
 
 # Keys that existed and did nothing; a config that still sets one is told what happened to it.

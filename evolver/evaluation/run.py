@@ -18,7 +18,7 @@ from evolver.context import StageContext
 from evolver.evaluation.identity import eval_identity, eval_key
 from evolver.evaluation.outcomes import by_unit, outcomes, purpose, question_levels, rates
 from evolver.models import pick_device
-from evolver.reflection.common import adapter_for, instruction_pool, load_task, register_items, suite_limit
+from evolver.reflection.common import adapter_for, instruction_pool, load_split, register_items, suite_limit
 from evolver.reflection.engine import LoopSpec, fixed_picker, run_loop
 from evolver.reflection.instructions import Instruction
 from evolver.states import BASE_GENERATION, EvalProtocol, gen_name
@@ -40,12 +40,13 @@ def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None 
     one with the same key exists)."""
     c = ctx.cfg.config
     store = ctx.store
-    task = load_task(ctx.cfg, suite)
-    items = register_items(store, task, task.load("test", suite_limit(ctx.cfg, suite)))
+    task, loaded = load_split(ctx.cfg, suite, "test", suite_limit(ctx.cfg, suite))
+    items = register_items(store, task, loaded.items)
     adapter = adapter_for(store, generation)
     ins = evaluation_instruction(ctx)
     identity = eval_identity(ctx.cfg, suite, list(items.values()), base_fingerprint(ctx.cfg),
                              adapter.sha256 if adapter else None, ins, pick_device(c.model))
+    identity["rows"] = {"ids": loaded.ids, "dropped": loaded.dropped_by_reason()}  # what loading left out, and why
     key = eval_key(identity)
     found = store.evaluation(generation, suite, key)
     if found is not None and found.finished_at is not None:

@@ -108,11 +108,15 @@ def adopt_base(store: Store, gen_id: int = 0) -> bool:
     return True
 
 
+def _check_decision(gen_id: int, decision: Decision, kind: str) -> None:
+    if decision.candidate != gen_id or decision.kind != kind:
+        raise PolicyActionError(f"{gen_name(gen_id)}: {kind}() needs a {kind!r} decision about this generation,"
+                                f" got {decision.kind!r} about {gen_name(decision.candidate)}")
+
+
 def promote(store: Store, gen_id: int, decision: Decision, actor: str = "policy") -> bool:
     """Apply a "promote" decision; True if `current` moved, False if a pin held it (recorded as rejected)."""
-    if decision.candidate != gen_id or decision.kind != "promote":
-        raise PolicyActionError(f"{gen_name(gen_id)}: promote() needs a 'promote' decision about this generation,"
-                                f" got {decision.kind!r} about {gen_name(decision.candidate)}")
+    _check_decision(gen_id, decision, "promote")
     with store.tx() as conn:
         g = check_can_be_current(store, gen_id)
         cur, pinned = store.pointer(PointerName.CURRENT), store.pointer(PointerName.PINNED)
@@ -134,9 +138,7 @@ def promote(store: Store, gen_id: int, decision: Decision, actor: str = "policy"
 
 def reject(store: Store, gen_id: int, decision: Decision, actor: str = "policy") -> None:
     """Record a "reject" decision; an evaluated candidate becomes "rejected" (a failed one stays failed)."""
-    if decision.candidate != gen_id or decision.kind != "reject":
-        raise PolicyActionError(f"{gen_name(gen_id)}: reject() needs a 'reject' decision about this generation,"
-                                f" got {decision.kind!r} about {gen_name(decision.candidate)}")
+    _check_decision(gen_id, decision, "reject")
     with store.tx() as conn:
         g = store.generation(gen_id)
         if g is None:

@@ -12,6 +12,7 @@ from evolver.reflection.instructions import Instruction, build_pool
 from evolver.states import gen_name
 from evolver.store import Store
 from evolver.tasks.base import Item, Task
+from evolver.tasks.rows import Loaded
 
 
 def evals_dirs(cfg: LoadedConfig) -> list[Path]:
@@ -32,6 +33,14 @@ def load_task(cfg: LoadedConfig, name: str) -> Task:
     from evolver.tasks.suites import find_suite
 
     return find_suite(name, evals_dirs(cfg)).task()
+
+
+def load_split(cfg: LoadedConfig, name: str, split: str, limit: int | None) -> tuple[Task, Loaded]:
+    """A suite's task and one split's items, with the rows dropped on loading (for the evaluation's report)."""
+    from evolver.tasks.suites import find_suite
+
+    suite = find_suite(name, evals_dirs(cfg))
+    return suite.task(), suite.load(split, limit)
 
 
 def suite_limit(cfg: LoadedConfig, name: str) -> int | None:

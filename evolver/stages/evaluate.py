@@ -8,6 +8,7 @@ compares like with like.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from evolver.context import StageContext, StageResult
@@ -19,7 +20,8 @@ def run(ctx: StageContext) -> StageResult:
     incumbent = ctx.store.pointer(PointerName.CURRENT)
     out: dict[str, Any] = {}
     for suite in ctx.cfg.config.evaluation.benchmarks:
-        out[suite] = stored_report(ctx, evaluate(ctx, suite, ctx.generation))
+        ev = evaluate(ctx, suite, ctx.generation)
+        out[suite] = {**stored_report(ctx, ev), "rows": json.loads(ev.identity).get("rows", {})}
         if incumbent is not None and incumbent != ctx.generation:
             evaluate(ctx, suite, incumbent)
     return StageResult(out)

@@ -74,28 +74,25 @@ class WorkRows:
 
     # A missing key is NULL (tokens: 0); created_at is always the store's clock. Rows become tuples
     # through one dict merge and an itemgetter: at 500k rows per phase, a per-key loop costs seconds.
-    _ATTEMPT_BLANK = {k: 0 if k.startswith("tokens") else None for k in ATTEMPT_COLS}
-    _REFLECTION_BLANK = {k: 0 if k == "tokens_out" else None for k in REFLECTION_COLS}
-    _attempt_tuple = operator.itemgetter(*ATTEMPT_COLS)
-    _reflection_tuple = operator.itemgetter(*REFLECTION_COLS)
+    _ATTEMPTS = ("attempts", ATTEMPT_COLS, "generation_id, purpose, question_id, trial, branch",
+                 {k: 0 if k.startswith("tokens") else None for k in ATTEMPT_COLS}, operator.itemgetter(*ATTEMPT_COLS))
+    _REFLECTIONS = ("reflections", REFLECTION_COLS, "generation_id, purpose, attempt_id, branch",
+                    {k: 0 if k == "tokens_out" else None for k in REFLECTION_COLS},
+                    operator.itemgetter(*REFLECTION_COLS))
 
     def insert_attempts(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
-        now, blank, as_tuple = self.clock(), self._ATTEMPT_BLANK, self._attempt_tuple
-        tuples = [as_tuple({**blank, **r, "created_at": now}) for r in rows]
-        sql = (f"INSERT INTO attempts ({', '.join(self.ATTEMPT_COLS)}) VALUES ({', '.join('?' * len(self.ATTEMPT_COLS))})"
-               " ON CONFLICT(generation_id, purpose, question_id, trial, branch) DO NOTHING")
-        if conn is not None:
-            self._many(conn, sql, tuples)
-            return
-        with self.tx() as c:
-            self._many(c, sql, tuples)
+        self._insert_once(self._ATTEMPTS, rows, conn)
 
     def insert_reflections(self, rows: Sequence[dict[str, Any]], conn: Connection | None = None) -> None:
-        now, blank, as_tuple = self.clock(), self._REFLECTION_BLANK, self._reflection_tuple
+        self._insert_once(self._REFLECTIONS, rows, conn)
+
+    def _insert_once(self, table: tuple, rows: Sequence[dict[str, Any]], conn: Connection | None) -> None:
+        """Insert rows by their natural key; a row already there is left as it was (idempotent re-runs)."""
+        name, cols, key, blank, as_tuple = table
+        now = self.clock()
         tuples = [as_tuple({**blank, **r, "created_at": now}) for r in rows]
-        sql = (f"INSERT INTO reflections ({', '.join(self.REFLECTION_COLS)}) VALUES "
-               f"({', '.join('?' * len(self.REFLECTION_COLS))})"
-               " ON CONFLICT(generation_id, purpose, attempt_id, branch) DO NOTHING")
+        sql = (f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+               f" ON CONFLICT({key}) DO NOTHING")
         if conn is not None:
             self._many(conn, sql, tuples)
             return

@@ -35,17 +35,16 @@ class HashTask:
 
 
 class SumsTask:
+    """HashTask's questions, judged for real: Finish[the sum]."""
+
     name = "sums"
-    answer_format = "Answer with Finish[x]."
+    answer_format = HashTask.answer_format
 
     def __init__(self, seed: int = 0, size: int = 4) -> None:
-        self.seed = seed
-        self.size = size
+        self.questions = HashTask(seed, size)
 
     def load(self, split: str = "test", limit: int | None = None) -> list[Item]:
-        items = [Item(id=f"{split}-{i}", text=f"{i + self.seed} + {i}", gold=str(2 * i + self.seed), split=split)
-                 for i in range(self.size)]
-        return items[:limit] if limit else items
+        return self.questions.load(split, limit)
 
     def score(self, item: Item, output: str) -> Verdict:
         m = re.search(r"Finish\[(\d+)\]", output)

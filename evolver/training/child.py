@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from evolver.errors import EvolverError
 from evolver.training.spec import TrainSpec
@@ -37,13 +38,19 @@ def run(spec: TrainSpec) -> dict:
         os.kill(os.getpid(), signal.SIGKILL)
     if crash in (spec.phase, "all"):
         raise InjectedCrash(f"injected crash in gen-{spec.generation:04d} {spec.phase} ({CRASH_ENV})")
+    from evolver.training.runtime import train
+
     if spec.phase == "sft":
-        from evolver.training.sft import train_sft
+        from evolver.training.sft import build_sft_trainer
 
-        return train_sft(spec)
-    from evolver.training.dpo import train_dpo
+        return train(spec, lambda *args: (build_sft_trainer(*args), {}))
+    from evolver.training.dpo import build_dpo_trainer
 
-    return train_dpo(spec)
+    def build_dpo(*args: Any) -> tuple[Any, dict[str, Any]]:
+        trainer, reference = build_dpo_trainer(*args)
+        return trainer, {"reference": reference}
+
+    return train(spec, build_dpo)
 
 
 def main(argv: list[str] | None = None) -> int:

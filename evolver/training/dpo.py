@@ -24,20 +24,11 @@ the NLL term anchors the chosen reflections.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from evolver.artifacts import verify_adapter
-from evolver.training.runtime import (
-    Policy,
-    callbacks,
-    finish,
-    load_policy,
-    normalize_prompts,
-    read_jsonl,
-    trainer_args,
-)
+from evolver.training.runtime import Policy, normalize_prompts, trainer_args
 from evolver.training.spec import TrainSpec
 
 
@@ -73,16 +64,3 @@ def set_reference(model: Any, spec: TrainSpec) -> str:
         model.load_adapter(str(path), adapter_name="ref", is_trainable=False)  # "default" stays active
         return "parent"
     return "base"
-
-
-def train_dpo(spec: TrainSpec) -> dict[str, Any]:
-    started = time.perf_counter()
-    pairs = read_jsonl(spec.data)
-    policy = load_policy(spec)
-    curve: list[dict[str, Any]] = []
-    trainer, reference = build_dpo_trainer(policy, pairs, spec, Path(spec.result).parent / "trainer",
-                                           callbacks(spec, curve))
-    out = trainer.train()
-    return finish(spec, policy, trainer, curve, started, len(pairs),
-                  {"train_loss": out.training_loss, "train_seconds": out.metrics["train_runtime"],
-                   "reference": reference})

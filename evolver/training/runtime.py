@@ -10,6 +10,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,21 @@ def callbacks(spec: TrainSpec, curve: list[dict[str, Any]]) -> list[Any]:
             self.bar.stop()
 
     return [Metrics(), Progress()]
+
+
+Builder = Callable[[Policy, list[dict[str, Any]], TrainSpec, Path, list[Any]], tuple[Any, dict[str, Any]]]
+
+
+def train(spec: TrainSpec, build: Builder) -> dict[str, Any]:
+    """Read the data, load the starting policy, build the phase's trainer, train, and describe the run."""
+    started = time.perf_counter()
+    rows = read_jsonl(spec.data)
+    policy = load_policy(spec)
+    curve: list[dict[str, Any]] = []
+    trainer, extra = build(policy, rows, spec, Path(spec.result).parent / "trainer", callbacks(spec, curve))
+    out = trainer.train()
+    return finish(spec, policy, trainer, curve, started, len(rows),
+                  {"train_loss": out.training_loss, "train_seconds": out.metrics["train_runtime"], **extra})
 
 
 def is_main_process() -> bool:

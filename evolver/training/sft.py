@@ -7,19 +7,10 @@ Schedule: linear decay, no warmup (the paper's SFT scripts use the HF defaults).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from evolver.training.runtime import (
-    Policy,
-    callbacks,
-    finish,
-    load_policy,
-    normalize_prompts,
-    read_jsonl,
-    trainer_args,
-)
+from evolver.training.runtime import Policy, normalize_prompts, trainer_args
 from evolver.training.spec import TrainSpec
 
 
@@ -33,15 +24,3 @@ def build_sft_trainer(policy: Policy, examples: list[dict[str, str]], spec: Trai
     dataset = Dataset.from_list(normalize_prompts(examples, policy.tokenizer))
     return SFTTrainer(model=policy.model, args=args, train_dataset=dataset, processing_class=policy.tokenizer,
                       callbacks=extra_callbacks)
-
-
-def train_sft(spec: TrainSpec) -> dict[str, Any]:
-    started = time.perf_counter()
-    examples = read_jsonl(spec.data)
-    policy = load_policy(spec)
-    curve: list[dict[str, Any]] = []
-    trainer = build_sft_trainer(policy, examples, spec, Path(spec.result).parent / "trainer",
-                                callbacks(spec, curve))
-    out = trainer.train()
-    return finish(spec, policy, trainer, curve, started, len(examples),
-                  {"train_loss": out.training_loss, "train_seconds": out.metrics["train_runtime"]})

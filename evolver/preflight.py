@@ -8,8 +8,8 @@ fail later: a whole generation before the decide phase, or a daemon that retried
 
 `check_references(loaded)` returns every problem, one line each, naming the file, the key and the
 value; `evolver config check` prints them and exits 2, and `evolver run` calls it before doing
-anything. Unlike the rest of `evolver.config` this module looks into other rooms (tasks, policy,
-reflection), so `evolver.config` does not import it: callers import it by name.
+anything. It looks into several rooms (tasks, policy, reflection), so it lives above them, not in
+`evolver.config` (which imports nothing of evolver's).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from evolver.config.load import LoadedConfig, _describe
+from evolver.config.load import LoadedConfig, describe_value
 
 if TYPE_CHECKING:
     from evolver.tasks.suites import Suite
@@ -40,7 +40,7 @@ def check_references(loaded: LoadedConfig) -> list[str]:
 
 
 def _bad(key: str, problem: str, value: object) -> str:
-    return f"{key}: {problem}, got {_describe(value)}"
+    return f"{key}: {problem}, got {describe_value(value)}"
 
 
 def _start(cfg: LoadedConfig) -> str:
