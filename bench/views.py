@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evolver.cli.lineage_view import read_lineage
+from evolver.states import GenStatus, Stage
 from evolver.store import Store
 from evolver.store.detail import load_detail
 from evolver.store.lineage import load_lineage
@@ -136,8 +137,8 @@ def main() -> None:
             (root / name).mkdir()
         Store.open(root / "empty" / "evolver.db").close()
         with Store.open(root / "running" / "evolver.db") as s:
-            s.create_generation(0, None, "tiny", "h0", "{}", status="running")
-            s.phase_start(0, "evaluate")
+            s.create_generation(0, None, "tiny", "h0", "{}", status=GenStatus.RUNNING)
+            s.phase_start(0, Stage.EVALUATE)
         t0 = time.perf_counter()
         synthetic.build(root / "big" / "evolver.db", args.generations, running=True)
         build_s = time.perf_counter() - t0

@@ -13,18 +13,8 @@ from pathlib import Path
 
 from evolver.policy.actions import adopt_base, apply, rollback
 from evolver.policy.decide import Decision
-from evolver.states import (
-    POOL_PURPOSE,
-    STAGES,
-    TRAINING_STAGES,
-    EvalProtocol,
-    EventKind,
-    GenStatus,
-    PhaseStatus,
-    PointerName,
-    Stage,
-    gen_name,
-)
+from evolver.states import (POOL_PURPOSE, STAGES, TRAINING_STAGES, EvalProtocol, EventKind, GenStatus, PhaseStatus,
+                            PointerName, Stage, gen_name)
 from evolver.store import Store
 
 # Seconds each stage takes on the fake clock (±20 %).
