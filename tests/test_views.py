@@ -290,3 +290,19 @@ def test_help_does_not_import_textual_or_matplotlib() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_units_with_levels_are_listed_as_they_are(small: Store, tmp_path: Path) -> None:
+    """A suite's levels are units of their own ('arith/5d'): every view lists them, none breaks on the '/'."""
+    small.put_eval_results(3, "arith/5d", "standard", "e", {"acc@t1": (0.20, 40), "acc@t2": (0.35, 40)})
+    small.put_eval_results(1, "arith/5d", "standard", "e", {"acc@t1": (0.10, 40), "acc@t2": (0.30, 40)})
+    lin = load_lineage(small)
+    assert lin.benchmarks == ["arith", "arith/5d"]
+    text = render(lineage_view(lin), 160)
+    assert "arith/5d t1 20.0 +10.0  t2 35.0 +5.0" in text
+    assert "arith/5d   standard    20.0  +10.0    35.0  +5.0   40" in render(generation_view(load_detail(small, 3)), 100)
+    g3 = next(g for g in lineage_json(lin, "arith/5d")["generations"] if g["id"] == 3)
+    assert g3["metrics"] == {"arith/5d": {"standard": {"acc@t1": 0.20, "acc@t2": 0.35}}}
+    from evolver.views.plot import plot_accuracy
+
+    assert plot_accuracy(lin, tmp_path / "acc.png").stat().st_size > 10_000

@@ -151,20 +151,22 @@ def register(app: typer.Typer) -> None:
             None, "--screenshot", help="Render the first frame headless into this SVG file and exit (no terminal needed)."),
         size: str = typer.Option("150x42", "--size", help="With --screenshot: the terminal size, COLUMNSxROWS."),
     ) -> None:
-        """Interactive lineage: arrows to move, p pin, u unpin, r rollback (each confirmed), a all, q quit."""
+        """Interactive lineage: arrows to move, p pin, u unpin, r rollback (each confirmed), a all, q quit.
+
+        With --screenshot, the first frame (the current generation selected) is rendered headless into
+        an SVG file and the command exits: for docs, bug reports and benchmarks.
+        """
         cfg = loaded_config(ctx)
         db = cfg.state_dir / "evolver.db"
         if not db.exists():
             raise RuntimeFailure(f"{db}: no store yet (run `evolver run` first)")
-        if screenshot is None:
-            from evolver.tui.app import EvolverApp
-
-            EvolverApp(db, refresh_seconds=refresh, benchmark=benchmark).run()
-            return
-        cols_rows = _size(size)
+        frame = _size(size) if screenshot is not None else None  # a bad --size fails before textual loads
         from evolver.tui.app import EvolverApp
 
-        svg = EvolverApp(db, refresh_seconds=0, benchmark=benchmark).first_frame(cols_rows)
+        if screenshot is None or frame is None:
+            EvolverApp(db, refresh_seconds=refresh, benchmark=benchmark).run()
+            return
+        svg = EvolverApp(db, refresh_seconds=0, benchmark=benchmark).first_frame(frame)
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         screenshot.write_text(svg, encoding="utf-8")
         typer.echo(f"wrote {screenshot}")

@@ -157,6 +157,8 @@ class EvolverApp(App[None]):
             self.exit()
 
         self.run(headless=True, size=size, auto_pilot=shoot)
+        if not frame:
+            raise RuntimeError("the TUI stopped before drawing its first frame")
         return frame[0]
 
     # -- data ------------------------------------------------------------------------------------------
