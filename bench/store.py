@@ -8,7 +8,7 @@ batch methods in chunks: per question one wrong trial-1 attempt, k reflections o
 attempts (one per reflection), then the links reflection -> trial 2, in the order the reflection
 engine writes them. Texts: every prompt ~600 chars, every answer ~400, every reflection ~500 (real
 reflection and retry prompts repeat the question and the failed answer, so real records run larger). Part 2 builds a store of 1,000 generations (6 phases each, eval results,
-events) and times `evolver.daemon.status.gather` and the `evolver status --json` command.
+events) and times `evolver.store.watch.status_summary` and the `evolver status --json` command.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from evolver.states import STAGES, EvalProtocol, EventKind, GenStatus, PhaseStatus, PointerName, Stage, gen_name
 from evolver.store import Store
-
-PHASES = ("generate", "harvest", "sft", "dpo", "evaluate", "decide")
+from evolver.store.watch import status_summary
 
 
 class Text:
@@ -147,41 +147,39 @@ def build_generations(state: Path, generations: int) -> float:
     """A store with `generations` generations as the daemon leaves them; returns seconds taken."""
     t0 = time.perf_counter()
     store = Store.open(state / "evolver.db")
-    store.create_generation(0, None, "embedded", "cfg", "{}", status="promoted")
-    store.set_pointer("current", 0)
+    store.create_generation(0, None, "embedded", "cfg", "{}", status=GenStatus.PROMOTED)
+    store.set_pointer(PointerName.CURRENT, 0)
     rng = random.Random(0)
     current = 0
     for g in range(1, generations + 1):
         last = g == generations
-        store.create_generation(g, current, "embedded", "cfg", '{"seed": 0}', status="running" if last else "done",
-                                adapter_path=f"adapters/gen-{g:04d}")
+        store.create_generation(g, current, "embedded", "cfg", '{"seed": 0}', status=GenStatus.RUNNING if last else GenStatus.EVALUATED,
+                                adapter_path=f"adapters/{gen_name(g)}")
         with store.tx() as c:
             now = time.time()
-            rows = [(g, name, "running" if last and name == "sft" else "done", 1, now, None if last else now,
-                     json.dumps({"rows": 100}))
-                    for name in (PHASES[:3] if last else PHASES)]
+            rows = [(g, name, PhaseStatus.RUNNING if last and name == Stage.SFT else PhaseStatus.DONE, 1, now,
+                     None if last else now, json.dumps({"rows": 100}))
+                    for name in (STAGES[:3] if last else STAGES)]
             c.exec_driver_sql("INSERT INTO phases (generation_id, name, status, attempts, started_at, finished_at,"
                               " detail) VALUES (?,?,?,?,?,?,?)", rows)
             if not last:
                 promoted = rng.random() < 0.4
-                kind = "promoted" if promoted else "rejected"
-                store.record_event("note", g, "daemon", "generation started", conn=c)
-                store.record_event(kind, g, "policy", f"acc@t2 {'+' if promoted else '-'}0.01 vs gen-{current:04d}",
+                kind = EventKind.PROMOTED if promoted else EventKind.REJECTED
+                store.record_event(EventKind.NOTE, g, "daemon", "generation started", conn=c)
+                store.record_event(kind, g, "policy", f"acc@t2 {'+' if promoted else '-'}0.01 vs {gen_name(current)}",
                                    metrics={"acc@t2": 0.5, "p": 0.03}, conn=c)
                 if promoted:
-                    store.set_pointer("current", g, conn=c)
+                    store.set_pointer(PointerName.CURRENT, g, conn=c)
                     current = g
         if not last:
             for bench in ("arith", "world"):
-                store.put_eval_results(g, bench, "standard", "cfg", {
+                store.put_eval_results(g, bench, EvalProtocol.STANDARD, "cfg", {
                     "acc@t1": (rng.random(), 200), "acc@t2": (rng.random(), 200), "delta": (rng.random() - 0.5, 200)})
     store.close()
     return time.perf_counter() - t0
 
 
 def bench_status(workdir: Path, generations: int, repeats: int) -> dict[str, float]:
-    from evolver.daemon.status import gather
-
     root = workdir / "gens"
     state = root / "state"
     state.mkdir(parents=True)
@@ -189,13 +187,13 @@ def bench_status(workdir: Path, generations: int, repeats: int) -> dict[str, flo
     build_s = build_generations(state, generations)
     store = Store.open(state / "evolver.db")
     t = time.perf_counter()
-    info = gather(store, state)
+    info = status_summary(store, state, None)
     first_ms = (time.perf_counter() - t) * 1000
     assert info["generations"] == generations + 1 and info["latest"]["phase"] == "sft", info
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        gather(store, state)
+        status_summary(store, state, None)
         times.append((time.perf_counter() - t) * 1000)
     store.close()
     exe = Path(sys.executable).with_name("evolver")
@@ -206,8 +204,8 @@ def bench_status(workdir: Path, generations: int, repeats: int) -> dict[str, flo
                              capture_output=True, text=True, check=True)
         cli.append(time.perf_counter() - t)
         assert json.loads(out.stdout)["generations"] == generations + 1
-    return {"generations": generations, "build_s": build_s, "gather_first_ms": first_ms,
-            "gather_median_ms": statistics.median(times), "gather_max_ms": max(times),
+    return {"generations": generations, "build_s": build_s, "summary_first_ms": first_ms,
+            "summary_median_ms": statistics.median(times), "summary_max_ms": max(times),
             "cli_median_s": statistics.median(cli), "cli_max_s": max(cli)}
 
 
@@ -217,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=4, help="Reflections per wrong trial-1 attempt.")
     ap.add_argument("--chunk", type=int, default=2_500, help="Questions per batch (k reflections each).")
     ap.add_argument("--generations", type=int, default=1_000, help="Generations in the status store.")
-    ap.add_argument("--repeats", type=int, default=50, help="Timed gather() calls.")
+    ap.add_argument("--repeats", type=int, default=50, help="Timed status_summary() calls.")
     ap.add_argument("--dir", type=Path, default=None, help="Work folder (default: a temp dir, removed after).")
     ap.add_argument("--json", action="store_true", help="Print the results as JSON.")
     args = ap.parse_args(argv)
@@ -243,9 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         ("DB size", f"{rec['db_bytes'] / 2**20:,.0f} MiB", ""),
         ("DB bytes / record", f"{rec['bytes_per_record']:,.0f}", "incl. its attempts"),
         (f"status store build ({st['generations']:,} gens)", f"{st['build_s']:.1f} s", ""),
-        ("status gather, first call", f"{st['gather_first_ms']:.1f} ms", ""),
-        ("status gather, median", f"{st['gather_median_ms']:.1f} ms", "goal <= 50 ms"),
-        ("status gather, max", f"{st['gather_max_ms']:.1f} ms", ""),
+        ("status summary, first call", f"{st['summary_first_ms']:.1f} ms", ""),
+        ("status summary, median", f"{st['summary_median_ms']:.1f} ms", "goal <= 50 ms"),
+        ("status summary, max", f"{st['summary_max_ms']:.1f} ms", ""),
         ("`evolver status --json` wall, median", f"{st['cli_median_s']:.2f} s", "incl. interpreter start"),
     ]
     w = max(len(r[0]) for r in rows)

@@ -5,18 +5,18 @@
 
 The synthetic store is written through the Store API (create_generation, phase_start/phase_finish,
 put_dataset, put_eval_results, record_event, evolver.policy.actions for the rollbacks) by
-evolver.tui.synthetic.build: every generation with six phases, three dataset snapshots, two
+evolver.testing.synthetic.build: every generation with six phases, three dataset snapshots, two
 protocols on two benchmarks, training logs and a decision with its paired tests; reflections on
 the last three. Each figure is the median of --repeat runs of: open the store, read what the view
 needs, render it to an 80- (or 160-) column console. `cli lineage` is a whole `evolver lineage`
 process, Python start-up included (`cli status`, another command's process, is the baseline);
-`tui` is the Textual app up to its first full frame (Textual's own start-up included).
+`tui` is `evolver tui --screenshot` run in-process: the Textual app up to its first full frame
+(Textual's own start-up included), exported as SVG.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 import os
@@ -31,10 +31,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from evolver.cli.lineage_view import read_lineage
+from evolver.states import GenStatus, Stage
 from evolver.store import Store
-from evolver.tui import synthetic
-from evolver.tui.data import load_detail, load_lineage, load_watch, load_window
-from evolver.tui.views import generation_view, lineage_json, lineage_view, watch_view
+from evolver.store.detail import load_detail
+from evolver.store.lineage import load_lineage
+from evolver.store.watch import load_watch
+from evolver.testing import synthetic
+from evolver.views.generation import generation_view
+from evolver.views.json import lineage_json
+from evolver.views.lineage import lineage_view
+from evolver.views.watch import watch_view
 
 GOAL_S = 1.0
 
@@ -61,27 +68,34 @@ def with_store(db: Path, fn: Callable[[Store], object]) -> Callable[[], object]:
     return run
 
 
+def config(db: Path) -> Path:
+    """An evolver.toml whose state dir holds `db`."""
+    path = db.parent / "evolver.toml"
+    path.write_text(f'state_dir = "{db.parent}"\n')
+    return path
+
+
 def tui_open(db: Path) -> float:
-    """Seconds from creating the app to its first frame with the tree and details filled."""
-    from evolver.tui.app import EvolverApp
+    """Seconds `evolver tui --screenshot` takes in-process: the app up to its first frame with the tree and
+    details filled, exported as SVG."""
+    from typer.testing import CliRunner
 
-    async def go() -> float:
-        t0 = time.perf_counter()
-        app = EvolverApp(db, refresh_seconds=0)
-        async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.pause()
-            return time.perf_counter() - t0
+    from evolver.cli.app import app
 
-    return asyncio.run(go())
+    args = ["--config", str(config(db)), "tui", "--screenshot", str(db.parent / "tui.svg"), "--size", "160x48"]
+    t0 = time.perf_counter()
+    out = CliRunner().invoke(app, args)
+    if out.exit_code != 0:
+        raise SystemExit(f"evolver tui --screenshot failed: {out.output}")
+    return time.perf_counter() - t0
 
 
 def cli(db: Path, command: str) -> float:
     """Wall time of a whole `evolver COMMAND` process on this store (Python start-up and imports included)."""
-    work = db.parent
-    (work / "evolver.toml").write_text(f'state_dir = "{work}"\n')
+    cfg = config(db)
     exe = Path(sys.executable).with_name("evolver")
     t0 = time.perf_counter()
-    out = subprocess.run([str(exe), "--config", str(work / "evolver.toml"), command], capture_output=True, text=True,
+    out = subprocess.run([str(exe), "--config", str(cfg), command], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "COLUMNS": "80"})
     if out.returncode != 0:
         raise SystemExit(f"evolver {command} failed: {out.stderr}")
@@ -89,10 +103,10 @@ def cli(db: Path, command: str) -> float:
 
 
 def measure(db: Path, repeat: int, finished: int | None) -> dict[str, float]:
-    from evolver.tui.plot import plot_accuracy
+    from evolver.views.plot import plot_accuracy
 
     out = {
-        "lineage (80 cols, newest 50)": timed(with_store(db, lambda s: render(lineage_view(load_window(s, 50)), 80)),
+        "lineage (80 cols, newest 50)": timed(with_store(db, lambda s: render(lineage_view(read_lineage(s, 50)), 80)),
                                               repeat),
         "lineage --all (160 cols)": timed(with_store(db, lambda s: render(lineage_view(load_lineage(s), last=None), 160)),
                                           repeat),
@@ -123,8 +137,8 @@ def main() -> None:
             (root / name).mkdir()
         Store.open(root / "empty" / "evolver.db").close()
         with Store.open(root / "running" / "evolver.db") as s:
-            s.create_generation(0, None, "tiny", "h0", "{}", status="running")
-            s.phase_start(0, "evaluate")
+            s.create_generation(0, None, "tiny", "h0", "{}", status=GenStatus.RUNNING)
+            s.phase_start(0, Stage.EVALUATE)
         t0 = time.perf_counter()
         synthetic.build(root / "big" / "evolver.db", args.generations, running=True)
         build_s = time.perf_counter() - t0

@@ -1,38 +1,27 @@
 """Regenerate the README's pictures from a synthetic lineage: docs/plot.png and docs/tui.svg.
 
-    .venv/bin/python scripts/docs_images.py [--out docs] [--generations 120]
+    .venv/bin/python scripts/docs_images.py [--out docs] [--generations 200]
 
-The lineage comes from evolver.tui.synthetic (Store API, fixed clock and seed), so the images
-change only when the views do. Nothing is read from or written to a real state directory.
+The lineage comes from evolver.testing.synthetic (Store API, fixed clock and seed), so the images
+change only when the views do. Nothing is read from or written to a real state directory. The
+TUI picture is what `evolver tui --screenshot` writes.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from evolver.store import Store
-from evolver.tui import synthetic
-from evolver.tui.data import load_lineage
-from evolver.tui.plot import plot_accuracy
+from evolver.store.lineage import load_lineage
+from evolver.testing import synthetic
+from evolver.views.plot import plot_accuracy
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def tui_svg(db: Path, size: tuple[int, int] = (150, 42)) -> str:
-    """The TUI on `db`, the current generation selected, as Textual exports a screenshot."""
-    from evolver.tui.app import EvolverApp
-
-    async def go() -> str:
-        app = EvolverApp(db, refresh_seconds=0)
-        async with app.run_test(size=size) as pilot:
-            await pilot.pause()
-            await pilot.pause(0.2)
-            return app.export_screenshot(title="evolver tui")
-
-    return asyncio.run(go())
+TUI_SIZE = "150x42"
 
 
 def main() -> None:
@@ -46,8 +35,11 @@ def main() -> None:
         with Store.open(db) as store:
             lin = load_lineage(store)
         plot = plot_accuracy(lin, args.out / "plot.png")
+        config = Path(tmp) / "evolver.toml"
+        config.write_text(f'state_dir = "{tmp}"\n')
         svg = args.out / "tui.svg"
-        svg.write_text(tui_svg(db))
+        subprocess.run([sys.executable, "-m", "evolver", "--config", str(config), "tui", "--screenshot", str(svg),
+                        "--size", TUI_SIZE], check=True, stdout=subprocess.DEVNULL)
     print(f"wrote {plot}\nwrote {svg}")
 
 

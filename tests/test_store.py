@@ -184,7 +184,7 @@ def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
 
 # -- connection settings -------------------------------------------------------------------------------
 def test_wal_foreign_keys_and_integrity(store: Store) -> None:
-    with store.engine.connect() as c:
+    with store.reader() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         assert c.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
         assert c.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 1000
@@ -332,10 +332,10 @@ def test_store_bench_smoke(tmp_path: Path, repo_root: Path) -> None:
     state = tmp_path / "gens" / "state"
     state.mkdir(parents=True)
     bench.build_generations(state, 12)
-    from evolver.daemon.status import gather
+    from evolver.store.watch import status_summary
 
     with Store.open(state / "evolver.db") as s:
-        info = gather(s, state)
+        info = status_summary(s, state, None)
         assert info["generations"] == 13 and info["latest"]["id"] == 12 and info["latest"]["phase"] == "sft"
         assert info["last_decision"]["kind"] in ("promoted", "rejected")
         assert s.integrity_ok()

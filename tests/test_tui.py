@@ -14,7 +14,7 @@ import pytest
 from textual.widgets import Static
 
 from evolver.store import Store
-from evolver.tui import synthetic
+from evolver.testing import synthetic
 from evolver.tui.app import Confirm, EvolverApp
 
 SIZE = (120, 40)
@@ -186,3 +186,16 @@ def test_opens_on_empty_and_running_stores(tmp_path: Path) -> None:
 
     assert "no generations yet" in drive(EvolverApp(empty, refresh_seconds=0), labels)
     assert "gen-0000 running" in drive(EvolverApp(running, refresh_seconds=0), labels)
+
+
+def test_screenshot_renders_the_first_frame_and_exits(db: Path, tmp_path: Path, cli) -> None:  # noqa: ANN001
+    (tmp_path / "evolver.toml").write_text(f'state_dir = "{db.parent}"\n')
+    out = tmp_path / "shots" / "tui.svg"
+    r = cli("--config", tmp_path / "evolver.toml", "tui", "--screenshot", out, "--size", "120x40")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == f"wrote {out}\n"
+    svg = out.read_text().replace("&#160;", " ")
+    assert svg.startswith("<svg") and "evolver tui" in svg
+    assert "gen-0003" in svg and "★ current" in svg  # the tree, the current generation selected and shown
+    bad = cli("--config", tmp_path / "evolver.toml", "tui", "--screenshot", out, "--size", "wide")
+    assert bad.exit_code == 2 and "--size wide: expected COLUMNSxROWS" in bad.stderr

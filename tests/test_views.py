@@ -17,21 +17,16 @@ from rich.console import Console
 
 from evolver.policy.actions import pin
 from evolver.store import Store
-from evolver.tui import synthetic
-from evolver.tui.data import (
-    Gap,
-    GenerationNotFound,
-    Lineage,
-    Node,
-    config_diff,
-    display_tree,
-    load_detail,
-    load_lineage,
-    load_watch,
-    load_window,
-    window,
-)
-from evolver.tui.views import generation_json, generation_view, lineage_json, lineage_view, sparkline, watch_view
+from evolver.store.detail import GenerationNotFound, config_diff, load_detail
+from evolver.store.lineage import GenInfo, Lineage, fill_lineage, lineage_skeleton, load_lineage
+from evolver.store.watch import load_watch
+from evolver.testing import synthetic
+from evolver.views.format import sparkline
+from evolver.views.generation import generation_view
+from evolver.views.json import generation_json, lineage_json
+from evolver.views.lineage import lineage_view
+from evolver.views.tree import Gap, Node, display_tree, window, window_ids
+from evolver.views.watch import watch_view
 
 
 def render(renderable: object, width: int = 80) -> str:
@@ -50,6 +45,12 @@ def small(tmp_path: Path):  # noqa: ANN201
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthetic.build(tmp_path_factory.mktemp("big") / "evolver.db", 1000, running=True, lean=True)
+
+
+def load_window(store: Store, last: int) -> Lineage:
+    """What the CLI and the TUI read for a newest-`last` window: the skeleton, filled where the window draws."""
+    lin = lineage_skeleton(store)
+    return fill_lineage(store, lin, window_ids(lin, last))
 
 
 def running_store(path: Path) -> Store:
@@ -129,8 +130,6 @@ def test_pin_badge_and_json(small: Store) -> None:
 
 
 def test_display_tree_keeps_the_branch_with_the_current_generation_on_the_main_line() -> None:
-    from evolver.tui.data import GenInfo
-
     def g(i: int, parent: int | None) -> GenInfo:
         return GenInfo(i, parent, "promoted", 0.0, None, None, None, "h")
 
@@ -291,3 +290,19 @@ def test_help_does_not_import_textual_or_matplotlib() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_units_with_levels_are_listed_as_they_are(small: Store, tmp_path: Path) -> None:
+    """A suite's levels are units of their own ('arith/5d'): every view lists them, none breaks on the '/'."""
+    small.put_eval_results(3, "arith/5d", "standard", "e", {"acc@t1": (0.20, 40), "acc@t2": (0.35, 40)})
+    small.put_eval_results(1, "arith/5d", "standard", "e", {"acc@t1": (0.10, 40), "acc@t2": (0.30, 40)})
+    lin = load_lineage(small)
+    assert lin.benchmarks == ["arith", "arith/5d"]
+    text = render(lineage_view(lin), 160)
+    assert "arith/5d t1 20.0 +10.0  t2 35.0 +5.0" in text
+    assert "arith/5d   standard    20.0  +10.0    35.0  +5.0   40" in render(generation_view(load_detail(small, 3)), 100)
+    g3 = next(g for g in lineage_json(lin, "arith/5d")["generations"] if g["id"] == 3)
+    assert g3["metrics"] == {"arith/5d": {"standard": {"acc@t1": 0.20, "acc@t2": 0.35}}}
+    from evolver.views.plot import plot_accuracy
+
+    assert plot_accuracy(lin, tmp_path / "acc.png").stat().st_size > 10_000

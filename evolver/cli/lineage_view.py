@@ -1,4 +1,5 @@
-"""The lineage printed at the end of `evolver run`: the same tree as `evolver lineage` (newest generations)."""
+"""The lineage as the CLI reads and prints it: `evolver lineage` and `plot`, and the tree printed at
+the end of `evolver run` (the newest generations). Imported inside command bodies."""
 
 from __future__ import annotations
 
@@ -6,17 +7,25 @@ from rich.console import Console
 
 from evolver.config import LoadedConfig
 from evolver.store import Store
+from evolver.store.lineage import Lineage, fill_lineage, lineage_skeleton, load_lineage
+from evolver.views.lineage import lineage_view
+from evolver.views.tree import window_ids
 
 LAST = 20  # generations drawn after a run; `evolver lineage --all` shows every one
 
 
-def print_lineage(cfg: LoadedConfig, out: Console, last: int | None = LAST) -> None:
-    from evolver.tui.data import load_lineage, load_window
-    from evolver.tui.views import lineage_view
+def read_lineage(store: Store, last: int | None) -> Lineage:
+    """Every generation in full (`last` None), or the skeleton filled only where the newest-`last` window draws."""
+    if last is None:
+        return load_lineage(store)
+    lin = lineage_skeleton(store)
+    return fill_lineage(store, lin, window_ids(lin, last))
 
+
+def print_lineage(cfg: LoadedConfig, out: Console, last: int | None = LAST) -> None:
     db = cfg.state_dir / "evolver.db"
     if not db.exists():
         return
     with Store.open(db) as store:
-        lin = load_lineage(store) if last is None else load_window(store, last)
+        lin = read_lineage(store, last)
     out.print(lineage_view(lin, last=last))

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import typer
 
 from evolver.cli.common import RuntimeFailure, UsageError, emit_json, loaded_config, open_store
+from evolver.states import gen_name
 
 T = TypeVar("T")
 
@@ -35,10 +36,6 @@ def _with_store(ctx: typer.Context, fn: Callable[[Any], T], create: bool = False
         store.close()
 
 
-def _gen(g: int | None) -> str:
-    return "none" if g is None else f"gen-{g:04d}"
-
-
 def _event_row(e: Any) -> dict[str, Any]:
     return {"id": e.id, "ts": e.ts, "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts)), "kind": e.kind,
             "generation": e.generation_id, "actor": e.actor, "reason": e.reason,
@@ -53,7 +50,7 @@ def register(app: typer.Typer) -> None:
         from evolver.policy import pin
 
         changed = _with_store(ctx, lambda s: pin(s, gen, reason))
-        typer.echo(f"pinned {_gen(gen)}" + ("" if changed else " (already pinned)") + "; it is served until `evolver unpin`")
+        typer.echo(f"pinned {gen_name(gen)}" + ("" if changed else " (already pinned)") + "; it is served until `evolver unpin`")
 
     @app.command("unpin")
     def unpin_cmd(ctx: typer.Context,
@@ -65,7 +62,7 @@ def register(app: typer.Typer) -> None:
             return unpin(store, reason), store.pointer("current")
 
         prev, cur = _with_store(ctx, body)
-        typer.echo("nothing was pinned" if prev is None else f"unpinned {_gen(prev)}; serving {_gen(cur)}")
+        typer.echo("nothing was pinned" if prev is None else f"unpinned {gen_name(prev)}; serving {gen_name(cur)}")
 
     @app.command("rollback")
     def rollback_cmd(ctx: typer.Context,
@@ -80,7 +77,7 @@ def register(app: typer.Typer) -> None:
             return frm, dst, g.adapter_sha256 if g else None
 
         frm, dst, sha = _with_store(ctx, body)
-        typer.echo(f"rolled back {_gen(frm)} -> {_gen(dst)} (adapter {sha[:12] if sha else 'none: base model'})")
+        typer.echo(f"rolled back {gen_name(frm)} -> {gen_name(dst)} (adapter {sha[:12] if sha else 'none: base model'})")
 
     @app.command("promote")
     def promote_cmd(ctx: typer.Context, gen: int = typer.Argument(..., min=0, help="Generation to make current."),
@@ -91,8 +88,8 @@ def register(app: typer.Typer) -> None:
         if not reason.strip():
             raise UsageError("--reason must not be empty")
         pinned = _with_store(ctx, lambda s: manual_promote(s, gen, reason))
-        note = f"; {_gen(pinned)} stays pinned and served until `evolver unpin`" if pinned is not None else ""
-        typer.echo(f"promoted {_gen(gen)} (manual): {reason}{note}")
+        note = f"; {gen_name(pinned)} stays pinned and served until `evolver unpin`" if pinned is not None else ""
+        typer.echo(f"promoted {gen_name(gen)} (manual): {reason}{note}")
 
     @app.command("events")
     def events_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -117,7 +114,7 @@ def register(app: typer.Typer) -> None:
         if not rows:
             typer.echo("no events yet")
         for r in rows:
-            typer.echo(f"{r['time']}  {r['kind']:<14} {_gen(r['generation']):<9} {r['actor']:<6} {r['reason']}")
+            typer.echo(f"{r['time']}  {r['kind']:<14} {gen_name(r['generation']):<9} {r['actor']:<6} {r['reason']}")
 
     policy_app = typer.Typer(help="Check promotion policies.", no_args_is_help=True)
     app.add_typer(policy_app, name="policy")

@@ -1,12 +1,14 @@
 """`evolver lineage|show|watch|tui|plot`: read-only faces over the store (the TUI's pin/unpin/rollback aside).
 
 Everything heavy (textual, matplotlib) is imported inside the command bodies, so `evolver --help`
-stays instant. Data comes from evolver.tui.data, rendering from evolver.tui.views.
+stays instant. Data comes from the store's read side (evolver.store.lineage, .detail, .watch),
+rendering from evolver.views.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,14 +22,15 @@ from evolver.cli.common import RuntimeFailure, UsageError, console, emit_json, l
 def _lineage(ctx: typer.Context, benchmark: str | None, last: int | None = None) -> Any:
     """The lineage (an empty one when there is no store yet); `last`: only what the newest-`last` window draws.
     An unknown --benchmark is a usage error."""
-    from evolver.tui.data import Lineage, load_lineage, load_window
+    from evolver.cli.lineage_view import read_lineage
+    from evolver.store.lineage import Lineage
 
     cfg = loaded_config(ctx)
     store = open_store(cfg, create=False)
     if store is None:
         return Lineage({}, None, None, None, time.time())
     try:
-        lin = load_lineage(store) if last is None else load_window(store, last)
+        lin = read_lineage(store, last)
     finally:
         store.close()
     check_benchmark(lin, benchmark)
@@ -38,6 +41,13 @@ def check_benchmark(lin: Any, benchmark: str | None) -> None:
     known = lin.benchmarks
     if benchmark is not None and known and benchmark not in known:
         raise UsageError(f"--benchmark {benchmark}: no evaluation results for it (known: {', '.join(known)})")
+
+
+def _size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)x(\d+)", text.strip())
+    if m is None or int(m[1]) < 20 or int(m[2]) < 10:
+        raise UsageError(f"--size {text}: expected COLUMNSxROWS, at least 20x10 (e.g. 150x42)")
+    return int(m[1]), int(m[2])
 
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +67,8 @@ def register(app: typer.Typer) -> None:
         rest are folded into "⋯ N generations not shown" lines. --json always lists every generation,
         on one line (pipe it through `jq` to read it).
         """
-        from evolver.tui.views import lineage_json, lineage_view
+        from evolver.views.json import lineage_json
+        from evolver.views.lineage import lineage_view
 
         lin = _lineage(ctx, benchmark, None if as_json or show_all else last)
         if as_json:  # compact: C-speed encoding (1,000 generations pretty-printed take 0.5 s and 60k lines)
@@ -74,8 +85,9 @@ def register(app: typer.Typer) -> None:
         samples: int = typer.Option(3, "--samples", min=0, help="Reflection pairs to show (fixed vs not)."),
     ) -> None:
         """One generation in full: config changes, datasets, training, evaluation, decision, reflections."""
-        from evolver.tui.data import GenerationNotFound, load_detail
-        from evolver.tui.views import generation_json, generation_view
+        from evolver.store.detail import load_detail
+        from evolver.views.generation import generation_view
+        from evolver.views.json import generation_json
 
         def body() -> Any:
             cfg = loaded_config(ctx)
@@ -83,9 +95,7 @@ def register(app: typer.Typer) -> None:
             if store is None:
                 raise RuntimeFailure(f"{cfg.state_dir / 'evolver.db'}: no store yet (run `evolver run` first)")
             try:
-                detail = load_detail(store, gen, samples)
-            except GenerationNotFound as err:
-                raise RuntimeFailure(str(err)) from None
+                detail = load_detail(store, gen, samples)  # GenerationNotFound: a one-line error, exit 1
             finally:
                 store.close()
             check_benchmark(detail.lineage, benchmark)
@@ -105,8 +115,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """A live dashboard while the daemon runs: generation, phase, progress, throughput, recent events."""
         from evolver.daemon.lock import holder
-        from evolver.tui.data import load_watch
-        from evolver.tui.views import watch_view
+        from evolver.store.watch import load_watch
+        from evolver.views.watch import watch_view
 
         cfg = loaded_config(ctx)
 
@@ -137,20 +147,29 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         refresh: float = typer.Option(2.0, "--refresh", min=0.0, help="Seconds between store polls (0: off)."),
         benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Benchmark for the tree's acc@t2."),
+        screenshot: Path | None = typer.Option(
+            None, "--screenshot", help="Render the first frame headless into this SVG file and exit (no terminal needed)."),
+        size: str = typer.Option("150x42", "--size", help="With --screenshot: the terminal size, COLUMNSxROWS."),
     ) -> None:
-        """Interactive lineage: arrows to move, p pin, u unpin, r rollback (each confirmed), a all, q quit."""
+        """Interactive lineage: arrows to move, p pin, u unpin, r rollback (each confirmed), a all, q quit.
 
-        def body() -> Path:
-            cfg = loaded_config(ctx)
-            db = cfg.state_dir / "evolver.db"
-            if not db.exists():
-                raise RuntimeFailure(f"{db}: no store yet (run `evolver run` first)")
-            return db
-
-        db = body()
+        With --screenshot, the first frame (the current generation selected) is rendered headless into
+        an SVG file and the command exits: for docs, bug reports and benchmarks.
+        """
+        cfg = loaded_config(ctx)
+        db = cfg.state_dir / "evolver.db"
+        if not db.exists():
+            raise RuntimeFailure(f"{db}: no store yet (run `evolver run` first)")
+        frame = _size(size) if screenshot is not None else None  # a bad --size fails before textual loads
         from evolver.tui.app import EvolverApp
 
-        EvolverApp(db, refresh_seconds=refresh, benchmark=benchmark).run()
+        if screenshot is None or frame is None:
+            EvolverApp(db, refresh_seconds=refresh, benchmark=benchmark).run()
+            return
+        svg = EvolverApp(db, refresh_seconds=0, benchmark=benchmark).first_frame(frame)
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        screenshot.write_text(svg, encoding="utf-8")
+        typer.echo(f"wrote {screenshot}")
 
     @app.command("plot")
     def plot(
@@ -161,7 +180,7 @@ def register(app: typer.Typer) -> None:
         """acc@t1 and acc@t2 across generations, promotions marked, as a PNG."""
 
         def body() -> Path:
-            from evolver.tui.plot import plot_accuracy
+            from evolver.views.plot import plot_accuracy
 
             cfg = loaded_config(ctx)
             lin = _lineage(ctx, benchmark)

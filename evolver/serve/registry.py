@@ -17,11 +17,12 @@ from typing import Any
 from evolver.artifacts import hash_adapter
 from evolver.backends.base import Adapter
 from evolver.reflection.common import adapter_for
+from evolver.states import GenStatus, gen_name
 from evolver.store import Store
 
 GEN_NAME = re.compile(r"^gen-(\d+)$")
 # Statuses whose model is final (an unfinished or failed generation has nothing to serve).
-SERVABLE = ("base", "evaluated", "promoted", "rejected", "rolled_back")
+SERVABLE = (GenStatus.BASE, GenStatus.EVALUATED, GenStatus.PROMOTED, GenStatus.REJECTED, GenStatus.ROLLED_BACK)
 
 
 class ModelNotFound(Exception):
@@ -33,10 +34,6 @@ class Served:
     name: str  # what answers: 'base', 'gen-0007', or a run-time adapter's name
     generation: int | None
     adapter: Adapter | None
-
-
-def gen_name(gen_id: int) -> str:
-    return f"gen-{gen_id:04d}"
 
 
 class Registry:

@@ -1,4 +1,5 @@
-"""The versioned SQLite store: schema, migrations, the repository (writes) and the read side (queries)."""
+"""The versioned SQLite store: schema, migrations, the repository (writes) and the read side (queries:
+evolver.store.lineage, .detail, .watch). Nothing outside this package opens the database."""
 
 from evolver.store.hashing import canonical_hash
 from evolver.store.migrations import SchemaTooNewError

@@ -1,1 +1,2 @@
-"""Helpers for tests and benches (tiny local models); importable by users' own tests too."""
+"""Helpers for tests and benches (tiny local models, fake backends and tasks, synthetic lineages);
+importable by users' own tests too."""

@@ -1,9 +1,10 @@
 """`evolver tui`: the lineage as a keyboard-driven tree, a details pane, a reflection browser, live refresh,
-and pin / unpin / rollback behind a confirmation dialog.
+and pin / unpin / rollback behind a confirmation dialog; `evolver tui --screenshot` renders its first frame.
 
 The actions call evolver.policy.actions (pin, unpin, rollback), the same code the CLI runs, so each
 is one transaction that moves a pointer and appends an event with actor "user". The app reads the
-store through evolver.tui.data and re-reads only when `store_version` changes.
+store through its read side (evolver.store.lineage, .detail, .watch), re-reads only when
+`store_version` changes, and draws with evolver.views.
 """
 
 from __future__ import annotations
@@ -16,25 +17,18 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.pilot import Pilot
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Label, Static, TabbedContent, TabPane, Tree
 
+from evolver.states import gen_name
 from evolver.store import Store
-from evolver.tui.data import (
-    Gap,
-    Lineage,
-    Node,
-    ReflectionRow,
-    default_keep,
-    display_tree,
-    gen_name,
-    load_detail,
-    load_window,
-    load_reflections,
-    store_version,
-    window,
-)
-from evolver.tui.views import DEFAULT_LAST, STYLES, generation_view, pct, pts
+from evolver.store.detail import ReflectionRow, load_detail, load_reflections
+from evolver.store.lineage import Lineage, fill_lineage, lineage_skeleton
+from evolver.store.watch import store_version
+from evolver.views.format import badges, pct, pts
+from evolver.views.generation import generation_view
+from evolver.views.tree import DEFAULT_LAST, Gap, Node, window_ids, windowed
 
 ACTOR = "user"
 
@@ -73,9 +67,8 @@ def node_label(lin: Lineage, gid: int, bench: str | None) -> Text:
     """One line per generation: name, state, acc@t2 with its change against the parent."""
     g = lin.generations[gid]
     out = Text(gen_name(gid), style="bold")
-    for b in lin.badges(gid):
-        out.append(" ")
-        out.append(("★ " if b == "current" else "") + b, style=STYLES.get(b, ""))
+    out.append(" ")
+    out.append_text(badges(lin, gid))
     if bench is not None:
         v = g.value(bench, "acc@t2")
         if v is not None:
@@ -152,6 +145,22 @@ class EvolverApp(App[None]):
         if self.store is not None:
             self.store.close()
 
+    def first_frame(self, size: tuple[int, int]) -> str:
+        """Run headless at `size` (columns, rows) up to the first full frame, the current generation
+        selected and its details shown, and return that frame as SVG; the app exits after it."""
+        frame: list[str] = []
+
+        async def shoot(pilot: Pilot[None]) -> None:
+            await pilot.pause()  # mounted, tree built
+            await pilot.pause()  # the cursor moved to the selected generation, details drawn
+            frame.append(self.export_screenshot(title="evolver tui"))
+            self.exit()
+
+        self.run(headless=True, size=size, auto_pilot=shoot)
+        if not frame:
+            raise RuntimeError("the TUI stopped before drawing its first frame")
+        return frame[0]
+
     # -- data ------------------------------------------------------------------------------------------
     def poll(self) -> None:
         """Timer: re-read only when the store changed (the daemon wrote a phase, a result or an event)."""
@@ -161,7 +170,8 @@ class EvolverApp(App[None]):
     def reload(self) -> None:
         assert self.store is not None
         self.version = store_version(self.store)
-        self.lineage = load_window(self.store, self.last)
+        skeleton = lineage_skeleton(self.store)
+        self.lineage = fill_lineage(self.store, skeleton, window_ids(skeleton, self.last))
         self._build_tree()
         self._show_details()
         if self.query_one(TabbedContent).active == "tab-reflections":
@@ -183,10 +193,7 @@ class EvolverApp(App[None]):
             tree.root.add_leaf(Text("no generations yet: start one with `evolver run`", style="dim"))
             self.selected = None
             return
-        rows = display_tree(lin)
-        keep = default_keep(lin, self.last)
-        if keep is not None:
-            rows = window(rows, keep)
+        rows = windowed(lin, self.last)
         bench = self._bench()
         if self.selected is None or self.selected not in lin.generations:
             self.selected = lin.current if lin.current is not None else lin.latest

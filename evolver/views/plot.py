@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evolver.tui.data import PAPER, STANDARD, Lineage, gen_name
+from evolver.states import EventKind, EvalProtocol, GenStatus, gen_name
+from evolver.store.lineage import Lineage
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 
@@ -21,15 +22,16 @@ def plot_accuracy(lin: Lineage, out: Path, benchmark: str | None = None, dpi: in
     axes = fig.subplots(max(1, len(benches)), 1, sharex=True, squeeze=False)[:, 0]
     path = lin.path(lin.current) if lin.current is not None else []
     promoted = [g for g, info in lin.generations.items()
-                if info.decision is not None and info.decision.kind in ("promoted", "manual_promote") and g != 0]
-    rolled = [g for g, info in lin.generations.items() if info.status == "rolled_back"]
-    failed = [g for g, info in lin.generations.items() if info.status == "failed"]
+                if info.decision is not None and info.decision.kind in (EventKind.PROMOTED, EventKind.MANUAL_PROMOTE) and g != 0]
+    rolled = [g for g, info in lin.generations.items() if info.status == GenStatus.ROLLED_BACK]
+    failed = [g for g, info in lin.generations.items() if info.status == GenStatus.FAILED]
     for ax, bench in zip(axes, benches or [None], strict=False):
         if bench is None:
             ax.text(0.5, 0.5, "no evaluation results yet", ha="center", va="center", transform=ax.transAxes)
             continue
 
-        def series(metric: str, ids: list[int], proto: str = STANDARD, b: str = bench) -> tuple[list[int], list[float]]:
+        def series(metric: str, ids: list[int], proto: str = EvalProtocol.STANDARD,
+                   b: str = bench) -> tuple[list[int], list[float]]:
             pts = [(g, lin.generations[g].value(b, metric, proto)) for g in ids]
             xs = [g for g, v in pts if v is not None]
             return xs, [100 * v for _, v in pts if v is not None]
@@ -42,7 +44,7 @@ def plot_accuracy(lin: Lineage, out: Path, benchmark: str | None = None, dpi: in
             if px and ids[-1] > px[-1]:  # still served up to the newest generation
                 px, py = [*px, ids[-1]], [*py, py[-1]]
             ax.step(px, py, where="post", color=color, linewidth=1.6, label=f"{label} (served line)")
-        xs, ys = series("acc@t2", ids, PAPER)
+        xs, ys = series("acc@t2", ids, EvalProtocol.PAPER)
         if xs:
             ax.scatter(xs, ys, s=6, marker="x", color=COLORS[3], alpha=0.35, linewidths=0.6, label="acc@t2 (paper protocol)")
         xs, ys = series("acc@t2", promoted)

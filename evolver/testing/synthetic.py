@@ -13,9 +13,12 @@ from pathlib import Path
 
 from evolver.policy.actions import adopt_base, apply, rollback
 from evolver.policy.decide import Decision
+from evolver.states import (POOL_PURPOSE, STAGES, TRAINING_STAGES, EvalProtocol, EventKind, GenStatus, PhaseStatus,
+                            PointerName, Stage, gen_name)
 from evolver.store import Store
 
-PHASES = ("generate", "harvest", "sft", "dpo", "evaluate", "decide")
+# Seconds each stage takes on the fake clock (±20 %).
+SECONDS = {Stage.GENERATE: 900, Stage.HARVEST: 30, Stage.SFT: 480, Stage.DPO: 300, Stage.EVALUATE: 600, Stage.DECIDE: 1}
 INSTRUCTIONS = ("verify-01", "verify-04", "diagnose-02", "diagnose-07", "plan-03", "plan-05")
 
 
@@ -42,10 +45,10 @@ def _config(lr: float, pool_size: int = 600) -> str:
 
 def _eval(store: Store, gen: int, acc: dict[str, tuple[float, float]], n: int = 200, lean: bool = False) -> None:
     for bench, (t1, t2) in acc.items():
-        store.put_eval_results(gen, bench, "standard", "eval", {"acc@t1": (t1, n), "acc@t2": (t2, n),
+        store.put_eval_results(gen, bench, EvalProtocol.STANDARD, "eval", {"acc@t1": (t1, n), "acc@t2": (t2, n),
                                                                "parse_rate": (0.97, n)})
         if not lean:
-            store.put_eval_results(gen, bench, "paper", "eval", {"acc@t1": (acc[bench][0] * 0.9, n),
+            store.put_eval_results(gen, bench, EvalProtocol.PAPER, "eval", {"acc@t1": (acc[bench][0] * 0.9, n),
                                                                 "acc@t2": (max(t2 - 0.02, 0.0), n)})
 
 
@@ -55,12 +58,12 @@ def add_reflections(store: Store, gen: int, questions: int = 12, k: int = 4, see
     qids = store.upsert_questions([{"source": "arith", "external_id": f"arith-{gen}-{i}", "split": "train",
                                     "text": f"What is {100 + i} + {27 * i}?", "gold": str(100 + 28 * i)}
                                    for i in range(questions)])
-    common = {"generation_id": gen, "purpose": "pool", "backend": "transformers", "model_ref": f"gen-{gen:04d}",
+    common = {"generation_id": gen, "purpose": POOL_PURPOSE, "backend": "transformers", "model_ref": gen_name(gen),
               "sampling": "{}", "reason": "wrong"}
     store.insert_attempts([{**common, "question_id": q, "trial": 1, "branch": 0, "seed": 1, "prompt": "Q",
                             "output": "I think 17. Finish[17]", "answer": "17", "correct": False}
                            for q in qids.values()])
-    firsts = {a.question_id: a.id for a in store.attempts(gen, "pool") if a.trial == 1}
+    firsts = {a.question_id: a.id for a in store.attempts(gen, POOL_PURPOSE) if a.trial == 1}
     texts = ("I added the tens before carrying the units; the carry belongs to the tens column.",
              "Check each column from the right: 7 + 5 = 12, write 2, carry 1.",
              "The answer is probably right; try again with the same steps.",
@@ -68,14 +71,14 @@ def add_reflections(store: Store, gen: int, questions: int = 12, k: int = 4, see
     store.insert_reflections([{**common, "attempt_id": firsts[q], "branch": b, "instruction_id": rng.choice(INSTRUCTIONS),
                                "seed": b, "prompt": "reflect", "text": texts[(b + q) % len(texts)], "tokens_out": 20}
                               for q in qids.values() for b in range(k)])
-    oks = {(r.attempt_id, r.branch): rng.random() < 0.35 for r in store.reflections(gen, "pool")}
+    oks = {(r.attempt_id, r.branch): rng.random() < 0.35 for r in store.reflections(gen, POOL_PURPOSE)}
     store.insert_attempts([{**common, "question_id": q, "trial": 2, "branch": b, "seed": 2, "prompt": "Q2",
                             "output": "Finish[x]", "answer": "x", "correct": oks[(firsts[q], b)]}
                            for q in qids.values() for b in range(k)])
-    seconds = {(a.question_id, a.branch): a.id for a in store.attempts(gen, "pool") if a.trial == 2}
+    seconds = {(a.question_id, a.branch): a.id for a in store.attempts(gen, POOL_PURPOSE) if a.trial == 2}
     by_attempt = {v: q for q, v in firsts.items()}
     store.link_reflections([(r.id, seconds[(by_attempt[r.attempt_id], r.branch)], oks[(r.attempt_id, r.branch)])
-                            for r in store.reflections(gen, "pool")])
+                            for r in store.reflections(gen, POOL_PURPOSE)])
 
 
 def build(path: Path, generations: int = 1000, seed: int = 0, running: bool = False, reflections_for: int = 3,
@@ -92,11 +95,11 @@ def build(path: Path, generations: int = 1000, seed: int = 0, running: bool = Fa
     store = Store.open(path, clock=clock)
     try:
         skill = {b: (0.30 + 0.05 * i, 0.36 + 0.05 * i) for i, b in enumerate(benchmarks)}
-        store.create_generation(0, None, "tiny-llama", "cfg-0", _config(2e-4), status="base")
-        store.phase_start(0, "evaluate")
+        store.create_generation(0, None, "tiny-llama", "cfg-0", _config(2e-4), status=GenStatus.BASE)
+        store.phase_start(0, Stage.EVALUATE)
         clock.tick(240)
         _eval(store, 0, skill, lean=lean)
-        store.phase_finish(0, "evaluate", detail={"seconds": 240})
+        store.phase_finish(0, Stage.EVALUATE, detail={"seconds": 240})
         adopt_base(store, 0)
         skills, measured = {0: skill}, {0: skill}
         lr, current, next_rollback = 2e-4, 0, 120  # tracked here: reading the pointer back per generation would double the build time
@@ -108,8 +111,10 @@ def build(path: Path, generations: int = 1000, seed: int = 0, running: bool = Fa
             failed = gen % 37 == 0
             _phases(store, clock, gen, rng, failed, lean)
             if failed:
-                store.update_generation(gen, status="failed", finished_at=clock(), note=f"gen-{gen:04d} sft: CUDA OOM")
-                store.record_event("failed", gen, "daemon", f"gen-{gen:04d} sft: TrainingError: child exited 137 (OOM)")
+                store.update_generation(gen, status=GenStatus.FAILED, finished_at=clock(),
+                                        note=f"{gen_name(gen)} sft: CUDA OOM")
+                store.record_event(EventKind.FAILED, gen, "daemon",
+                                   f"{gen_name(gen)} sft: TrainingError: child exited 137 (OOM)")
                 continue
             # A true skill that drifts from the parent's, measured with noise: most candidates are no better.
             skills[gen] = {b: (_clip(t1 + rng.gauss(0.0, 0.006)), _clip(t2 + rng.gauss(0.0005, 0.008)))
@@ -123,13 +128,13 @@ def build(path: Path, generations: int = 1000, seed: int = 0, running: bool = Fa
                 current = gen
             if decision.promote and gen >= next_rollback:  # now and then a person rolls a promotion back
                 next_rollback += 150
-                _, current = rollback(store, reason=f"gen-{gen:04d} answers worse in production logs", actor="user")
+                _, current = rollback(store, reason=f"{gen_name(gen)} answers worse in production logs", actor="user")
         for gen in range(max(1, generations - reflections_for), generations):
             add_reflections(store, gen, seed=seed)
         if running:
             gen = generations
             store.create_generation(gen, current, "tiny-llama", f"cfg-{lr:g}", _config(lr))
-            store.phase_start(gen, "generate")
+            store.phase_start(gen, Stage.GENERATE)
             clock.tick(120)
             add_reflections(store, gen, questions=8, seed=seed)
     finally:
@@ -147,30 +152,30 @@ def _decide(store: Store, d: Decision, cur: int) -> None:
         payload = {**d.to_json(), "adapter": {"path": None, "sha256": None}, "pinned": None,
                    "current": {"from": cur, "to": d.candidate if d.promote else cur}}
         if d.promote:
-            store.set_pointer("current", d.candidate, conn=conn)
-        store.record_event("promoted" if d.promote else "rejected", d.candidate, "policy", d.reason, payload, conn=conn)
-        store.update_generation(d.candidate, conn=conn, status="promoted" if d.promote else "rejected",
+            store.set_pointer(PointerName.CURRENT, d.candidate, conn=conn)
+        store.record_event(EventKind.PROMOTED if d.promote else EventKind.REJECTED, d.candidate, "policy", d.reason,
+                           payload, conn=conn)
+        store.update_generation(d.candidate, conn=conn, status=GenStatus.PROMOTED if d.promote else GenStatus.REJECTED,
                                 finished_at=store.clock())
 
 
 def _phases(store: Store, clock: Clock, gen: int, rng: random.Random, failed: bool, lean: bool) -> None:
-    for name in PHASES:
-        if lean and name not in ("harvest", "sft", "dpo"):
+    for name in STAGES:
+        if lean and name not in (Stage.HARVEST, *TRAINING_STAGES):
             clock.tick(600)
             continue
         store.phase_start(gen, name)
-        clock.tick({"generate": 900, "harvest": 30, "sft": 480, "dpo": 300, "evaluate": 600, "decide": 1}[name]
-                   * rng.uniform(0.8, 1.2))
-        if name == "harvest":
+        clock.tick(SECONDS[name] * rng.uniform(0.8, 1.2))
+        if name == Stage.HARVEST:
             for kind, n in (("D+", rng.randint(40, 160)), ("D±", rng.randint(20, 90)), ("Dpref", rng.randint(10, 40))):
                 if lean and kind == "Dpref":
                     continue
                 store.put_dataset(gen, kind, "harvest", [{"i": i} for i in range(n)])
-        if name in ("sft", "dpo"):
-            if failed and name == "sft":
-                store.phase_finish(gen, name, "failed", error="TrainingError: child exited 137 (OOM)")
+        if name in TRAINING_STAGES:
+            if failed and name == Stage.SFT:
+                store.phase_finish(gen, name, PhaseStatus.FAILED, error="TrainingError: child exited 137 (OOM)")
                 return
-            loss0 = rng.uniform(1.2, 2.0) if name == "sft" else 0.69
+            loss0 = rng.uniform(1.2, 2.0) if name == Stage.SFT else 0.69
             store.add_train_logs(gen, name, [{"step": s, "loss": loss0 * (0.85 ** s), "learning_rate": 2e-4}
                                              for s in range(1, 9)])
             store.phase_finish(gen, name, detail={"steps": 8, "train_seconds": 400.0, "final_loss": loss0 * 0.85 ** 8,
@@ -192,7 +197,7 @@ def _decision(gen: int, incumbent: int | None, acc: dict[str, tuple[float, float
     t = tests[best]
     promote = t["significant"] and deltas[best]["acc@t2"] >= 1.0
     d = deltas[best]["acc@t2"]
-    reason = (f"gen-{gen:04d}: {best} acc@t2 {d:+.1f} pts (n=200, p={t['p']:.2g} {'<' if t['p'] < 0.025 else '>='} 0.025"
+    reason = (f"{gen_name(gen)}: {best} acc@t2 {d:+.1f} pts (n=200, p={t['p']:.2g} {'<' if t['p'] < 0.025 else '>='} 0.025"
               f" (0.05/2 benchmarks))" + ("" if promote else "; not significant"))
     metrics = {b: {"acc@t1": a[0], "acc@t2": a[1]} for b, a in acc.items()}
     inc_metrics = {b: {"acc@t1": a[0], "acc@t2": a[1]} for b, a in inc.items()}
@@ -211,25 +216,26 @@ def small(path: Path) -> Store:
     """
     clock = Clock()
     store = Store.open(path, clock=clock)
-    store.create_generation(0, None, "tiny", "h0", _small_config(1e-4), status="base")
-    store.put_eval_results(0, "arith", "standard", "e", {"acc@t1": (0.30, 100), "acc@t2": (0.40, 100)})
+    store.create_generation(0, None, "tiny", "h0", _small_config(1e-4), status=GenStatus.BASE)
+    store.put_eval_results(0, "arith", EvalProtocol.STANDARD, "e", {"acc@t1": (0.30, 100), "acc@t2": (0.40, 100)})
     adopt_base(store, 0)
 
     def child(gen: int, parent: int, t1: float, t2: float, p: float, promote: bool, lr: float = 1e-4) -> None:
         store.create_generation(gen, parent, "tiny", f"h{gen}", _small_config(lr))
-        for name, minutes in (("generate", 5), ("harvest", 1), ("sft", 6), ("dpo", 3), ("evaluate", 4)):
+        for name, minutes in ((Stage.GENERATE, 5), (Stage.HARVEST, 1), (Stage.SFT, 6), (Stage.DPO, 3),
+                              (Stage.EVALUATE, 4)):
             store.phase_start(gen, name)
-            if name == "harvest":
+            if name == Stage.HARVEST:
                 store.put_dataset(gen, "D+", "harvest", [{"i": i} for i in range(12 + gen)])
                 store.put_dataset(gen, "D±", "harvest", [{"i": i} for i in range(5 + gen)])
             clock.tick(60 * minutes)
             store.phase_finish(gen, name, detail={"seconds": 60 * minutes})
-        store.add_train_logs(gen, "sft", [{"step": s, "loss": 2.0 / s, "learning_rate": lr} for s in (1, 2, 3, 4)])
-        store.put_eval_results(gen, "arith", "standard", "e", {"acc@t1": (t1, 100), "acc@t2": (t2, 100)})
-        store.put_eval_results(gen, "arith", "paper", "e", {"acc@t1": (0.30, 100), "acc@t2": (t2 - 0.01, 100)})
-        store.update_generation(gen, status="evaluated")
-        inc = store.pointer("current")
-        reason = f"gen-{gen:04d}: arith acc@t2 {'up' if promote else 'not significant'} (p={p:g})"
+        store.add_train_logs(gen, Stage.SFT, [{"step": s, "loss": 2.0 / s, "learning_rate": lr} for s in (1, 2, 3, 4)])
+        store.put_eval_results(gen, "arith", EvalProtocol.STANDARD, "e", {"acc@t1": (t1, 100), "acc@t2": (t2, 100)})
+        store.put_eval_results(gen, "arith", EvalProtocol.PAPER, "e", {"acc@t1": (0.30, 100), "acc@t2": (t2 - 0.01, 100)})
+        store.update_generation(gen, status=GenStatus.EVALUATED)
+        inc = store.pointer(PointerName.CURRENT)
+        reason = f"{gen_name(gen)}: arith acc@t2 {'up' if promote else 'not significant'} (p={p:g})"
         apply(store, gen, Decision("promote" if promote else "reject", reason, gen, inc, "default",
                                    tests={"arith": {"test": "mcnemar", "n": 100, "p": p, "alpha": 0.05,
                                                     "significant": promote}}))
@@ -238,9 +244,9 @@ def small(path: Path) -> Store:
     child(2, 1, 0.32, 0.44, 0.41, False)
     child(3, 1, 0.33, 0.48, 0.02, True, lr=2e-4)
     store.create_generation(4, 3, "tiny", "h4", _small_config(2e-4))
-    store.phase_start(4, "generate")
-    store.phase_finish(4, "generate", "failed", error="RuntimeError: out of memory")
-    store.update_generation(4, status="failed", note="gen-0004 generate: RuntimeError: out of memory")
-    store.record_event("failed", 4, "daemon", "gen-0004 generate: RuntimeError: out of memory")
+    store.phase_start(4, Stage.GENERATE)
+    store.phase_finish(4, Stage.GENERATE, PhaseStatus.FAILED, error="RuntimeError: out of memory")
+    store.update_generation(4, status=GenStatus.FAILED, note="gen-0004 generate: RuntimeError: out of memory")
+    store.record_event(EventKind.FAILED, 4, "daemon", "gen-0004 generate: RuntimeError: out of memory")
     add_reflections(store, 3, questions=6, k=2)
     return store
