@@ -1,8 +1,8 @@
 """Where does the gain come from? One generation of each training variant from the same data.
 
 From generation 0, with the same seeds and the same pool (one generate + harvest), train:
-  (a)  SFT on D+                                  (the method)
-  (a') SFT on D+, then DPO on D±                  (the method, with DPO)
+  (a)  the method as configured (defaults: SFT on D+ and R1, then DPO on D±)
+  (a') SFT on D+ only                             (the reflection skill alone, no solver data)
   (b)  SFT on all reflections, D+ and D- together (no verifier filtering)
   (c)  SFT on correct answers, no reflection      (rejection-sampling fine-tuning, STaR-like):
        trial-1-correct answers plus the correct retries, each after its question
@@ -36,11 +36,11 @@ from evolver.states import Stage
 from evolver.store import Store
 
 VARIANTS: dict[str, dict] = {
-    "(a) SFT on D+": {"sft": {}, "dpo": {"enabled": False}},
-    "(a') SFT D+ then DPO D±": {"sft": {}, "dpo": {"enabled": True}},
+    "(a) the method: SFT on D+ and R1, then DPO on D±": {"sft": {}, "dpo": {}},
+    "(a') SFT on D+ only (reflection skill alone)": {"sft": {"data": ["D+"]}, "dpo": {"enabled": False}},
     "(b) SFT on D+ and D- (unfiltered)": {"sft": {"data": ["D+", "D-"]}, "dpo": {"enabled": False}},
-    "(c) SFT on correct answers (RFT)": {"sft": {"mode": "answers", "include_correct_t1": True}, "dpo": {"enabled": False}},
-    "(c') SFT on correct first trials (RFT on T1)": {"sft": {"mode": "answers", "data": [], "include_correct_t1": True},
+    "(c) SFT on correct answers (RFT)": {"sft": {"mode": "answers", "data": ["D+", "T1"]}, "dpo": {"enabled": False}},
+    "(c') SFT on correct first trials (RFT on T1)": {"sft": {"mode": "answers", "data": ["T1"]},
                                                      "dpo": {"enabled": False}},
     "(d) no training": None,
 }

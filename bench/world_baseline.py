@@ -1,8 +1,9 @@
 """Held-out baseline of a world model: greedy trial 1, one greedy reflection + retry on the wrong ones.
 
-    python bench/world_baseline.py [--model DIR] [--limit 500] [--instruction 1-1-2] [--json]
+    python bench/world_baseline.py [--model DIR] [--limit 500] [--levels 4,5,6] [--instruction 1-1-2] [--json]
 
-Loads by folder path only (works with HF_HUB_OFFLINE=1) and prints acc@t1, acc@t2, parse rate, seconds.
+Loads by folder path only (works with HF_HUB_OFFLINE=1) and prints acc@t1, acc@t2, parse rate and
+seconds per level (`--limit` questions of each).
 Generation goes through the project's transformers backend, so the numbers match `evolver eval`'s decoding.
 """
 
@@ -51,10 +52,11 @@ def run_round(backend: TransformersBackend, task: ArithTask, items: list[Item], 
     return [(p, r, o, task.score(it, o)) for p, r, o, it in zip(prompts, refl, t2, items)]
 
 
-def baseline(folder: str, limit: int, instruction_id: str, batch: int, threads: int = 1) -> dict[str, Any]:
+def baseline(folder: str, limit: int, instruction_id: str, batch: int, threads: int = 1,
+             digits: int = 4) -> dict[str, Any]:
     t0 = time.time()
     backend = load(folder, batch, threads)
-    task = ArithTask()
+    task = ArithTask(levels=(digits,))
     items = task.load("test", limit)
     instruction = {i.id: i.text for i in default_pool()}[instruction_id]
     t1 = generate(backend, [trial_prompt(task.answer_format, it.text) for it in items], TRIAL)
@@ -65,7 +67,7 @@ def baseline(folder: str, limit: int, instruction_id: str, batch: int, threads: 
     fixed = sum(v.correct for *_, v in round2)
     n = len(items)
     return {
-        "model": folder, "questions": n, "instruction": instruction_id,
+        "model": folder, "level": f"{digits}d", "questions": n, "instruction": instruction_id,
         "acc@t1": sum(v.correct for v in v1) / n, "acc@t2": (n - len(wrong) + fixed) / n,
         "parse@t1": sum(v.reason != "unparsed" for v in v1) / n,
         "parse@t2": sum(v.reason != "unparsed" for *_, v in round2) / max(1, len(round2)),
@@ -76,25 +78,28 @@ def baseline(folder: str, limit: int, instruction_id: str, batch: int, threads: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(base_model_path()))
-    ap.add_argument("--limit", type=int, default=500)
+    ap.add_argument("--limit", type=int, default=500, help="Questions per level.")
+    ap.add_argument("--levels", default="4", help="Comma-separated digit counts, e.g. 4,5,6 (4 is the base level).")
     ap.add_argument("--instruction", default="1-1-2")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--write-meta", action="store_true", help="Record the result under 'eval' in the model's meta.json.")
     args = ap.parse_args()
-    res = baseline(args.model, args.limit, args.instruction, args.batch, args.threads)
+    results = [baseline(args.model, args.limit, args.instruction, args.batch, args.threads, int(d))
+               for d in args.levels.split(",")]
     if args.write_meta:
         meta_file = Path(args.model) / "meta.json"
         meta = json.loads(meta_file.read_text())
-        meta["eval"] = {k: v for k, v in res.items() if k != "model"}
+        meta["eval"] = [{k: v for k, v in r.items() if k != "model"} for r in results]
         meta_file.write_text(json.dumps(meta, indent=2) + "\n")
     if args.json:
-        print(json.dumps(res, indent=2))
-    else:
-        print(f"{res['questions']} questions, instruction {res['instruction']}: acc@t1 {res['acc@t1']:.3f}  "
-              f"acc@t2 {res['acc@t2']:.3f}  parse@t1 {res['parse@t1']:.3f}  parse@t2 {res['parse@t2']:.3f}  "
-              f"{res['seconds']}s")
+        print(json.dumps(results, indent=2))
+        return
+    for res in results:
+        print(f"{res['level']}: {res['questions']} questions, instruction {res['instruction']}: acc@t1 {res['acc@t1']:.3f}"
+              f"  acc@t2 {res['acc@t2']:.3f}  parse@t1 {res['parse@t1']:.3f}  parse@t2 {res['parse@t2']:.3f}"
+              f"  {res['seconds']}s")
 
 
 if __name__ == "__main__":

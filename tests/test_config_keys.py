@@ -59,9 +59,10 @@ class Reads(ast.NodeVisitor):
         scope: dict[str, tuple[str, str]] = {}
         for a in (*node.args.args, *node.args.kwonlyargs):
             if a.annotation is not None:
-                name = ast.unparse(a.annotation).strip("'\"").split("|")[0].strip()
-                if name in self.classes:
-                    scope[a.arg] = ("class", name)
+                names = [n.strip() for n in ast.unparse(a.annotation).strip("'\"").split("|")]
+                known = [n for n in names if n in self.classes]
+                if known:
+                    scope[a.arg] = ("class", "|".join(known))  # a union reads the key of each member
         self.scopes.append(scope)
         self.generic_visit(node)
         self.scopes.pop()
@@ -100,7 +101,7 @@ class Reads(ast.NodeVisitor):
         if base == "self" and len(names) >= 2 and names[0] in self.self_attrs:
             self.typed.add((self.self_attrs[names[0]], names[1]))
         if alias is not None and alias[0] == "class":
-            self.typed.add((alias[1], names[0]))
+            self.typed.update((cls, names[0]) for cls in alias[1].split("|"))
         elif alias is not None:
             names = [alias[1], *names]
         for i in range(len(names)):

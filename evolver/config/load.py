@@ -107,6 +107,9 @@ REMOVED_KEYS = {
     "generation.trial.seed": "removed in 0.2: it was never read (sampling seeds derive from the root `seed`)",
     "generation.reflection.seed": "removed in 0.2: it was never read (sampling seeds derive from the root `seed`)",
     "evaluation.primary": "removed in 0.2: it was never read (the policy file's `primary` decides)",
+    "training.sft.include_correct_t1": "removed in 0.2: add \"T1\" to training.sft.data",
+    "reflection.pool_rotate": "removed in 0.2: every pool draws fresh questions at the model's frontier"
+                              " (reflection.pool_returns, pool_frontier, mastery)",
 }
 
 

@@ -73,7 +73,13 @@ class InstructionConfig(_Section):
 class ReflectionConfig(_Section):
     task: str = Field("arith", description="Task (benchmark suite in evals/) whose train split is the pool.")
     pool_size: int = Field(600, ge=1, description="Training-pool questions per generation.")
-    pool_rotate: bool = Field(True, description="Draw a fresh slice of the pool each generation (else the same one).")
+    pool_returns: float = Field(
+        0.2, ge=0.0, le=1.0, description="Share of the pool given to questions asked before and never solved.")
+    pool_frontier: float = Field(
+        0.75, ge=0.0, le=1.0,
+        description="Share of new questions from the frontier level (the lowest not mastered); the rest from the next.")
+    mastery: float = Field(
+        0.9, gt=0.0, le=1.0, description="Held-out acc@t1 at which a level counts as mastered and the pool moves up.")
     k: int = Field(4, ge=1, le=64, description="Reflections sampled per wrong answer in round 1.")
     max_rounds: int = Field(1, ge=1, le=8, description="Reflect -> correct rounds per question.")
     instruction_sampling: Literal["uniform", "fixed", "cycle"] = Field(
@@ -96,8 +102,10 @@ class SFTConfig(_Section):
     mode: Literal["one_stage", "two_stage", "answers"] = Field(
         "one_stage", description="one_stage: reflection+trial 2 in one completion; answers: question -> correct solution (STaR-like baseline)."
     )
-    data: list[Literal["D+", "D-"]] = Field(
-        default_factory=lambda: ["D+"], description="Snapshots to train on: D+ (the method); adding D- trains on unfiltered reflections (ablation)."
+    data: list[Literal["D+", "D-", "R1", "T1"]] = Field(
+        default_factory=lambda: ["D+", "R1"],
+        description="Snapshots to train on: D+ (reflection -> correct retry) and R1 (correct retries as first-trial"
+                    " answers) evolve both skills; T1 adds correct first trials; D- trains on unfiltered reflections (ablation).",
     )
     epochs: float = Field(6.0, gt=0, le=100, description="Passes over D+.")
     learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak LR (LoRA wants far more than full fine-tuning).")
@@ -105,7 +113,7 @@ class SFTConfig(_Section):
     grad_accum: int = Field(1, ge=1, le=1024, description="Gradient accumulation steps.")
     max_length: int = Field(512, ge=16, le=131072, description="Truncate examples beyond this many tokens. Memory grows with it.")
     min_samples: int = Field(8, ge=1, description="Skip SFT (recorded) below this many rows (D+, plus D-/T1 when configured).")
-    include_correct_t1: bool = Field(False, description="Also train on trial-1-correct answers.")
+    max_steps: int = Field(0, ge=0, le=1_000_000, description="Cap on optimizer steps per generation (0 = epochs decide).")
 
 
 class DPOConfig(_Section):
@@ -121,6 +129,7 @@ class DPOConfig(_Section):
     max_length: int = Field(512, ge=16, le=131072, description="Prompt+completion token cap. Memory grows with it.")
     ref: Literal["sft", "parent", "base"] = Field("sft", description="Reference model for DPO.")
     min_pairs: int = Field(8, ge=1, description="Skip DPO (recorded) below this many pairs.")
+    max_steps: int = Field(0, ge=0, le=1_000_000, description="Cap on optimizer steps per generation (0 = epochs decide).")
 
 
 class TrainingConfig(_Section):
@@ -129,6 +138,8 @@ class TrainingConfig(_Section):
     dpo: DPOConfig = Field(default_factory=DPOConfig, description="DPO on D± / Dpref.")
     lineage: Literal["continue", "restart"] = Field("continue", description="Start from the parent's adapter, or from base.")
     data_window: int = Field(1, ge=1, le=1000, description="Train on the last N generations' snapshots.")
+    lr_decay: float = Field(
+        1.0, gt=0.0, le=1.0, description="Learning rate x lr_decay^(depth-1): smaller steps deeper in a lineage.")
     launcher: Literal["python", "accelerate"] = Field("python", description="Child-process launcher for training.")
     accelerate_args: list[str] = Field(default_factory=list, description="Extra args for `accelerate launch` (multi-GPU).")
     seed: int = Field(42, ge=0, description="Training seed.")

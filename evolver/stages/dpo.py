@@ -14,7 +14,8 @@ from evolver.states import FINISHED, Stage
 from evolver.training.data import dpo_set, window
 from evolver.training.errors import TrainingError
 from evolver.training.job import build_spec, parent_adapter, record, train
-from evolver.training.spec import AdapterRef, Schedule
+from evolver.training.schedule import depth, plan
+from evolver.training.spec import AdapterRef
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -37,12 +38,13 @@ def run(ctx: StageContext) -> StageResult:
         start = AdapterRef(path=str(verify_adapter(sdet["adapter_path"], sdet.get("adapter_sha256"))),
                            sha256=sdet["adapter_sha256"])
     ref_adapter = parent_adapter(ctx) if tcfg.dpo.ref == "parent" else None
-    schedule = Schedule(epochs=tcfg.dpo.epochs, learning_rate=tcfg.dpo.learning_rate)
+    schedule = plan(n_pairs, tcfg.dpo, depth(ctx.store, ctx.generation), tcfg.lr_decay)
     spec = build_spec(ctx, "dpo", data, schedule, start, meta={"ref": tcfg.dpo.ref, "data": tcfg.dpo.data},
                       ref=tcfg.dpo.ref, ref_adapter=ref_adapter)
     result = train(ctx, spec)
     return StageResult(record(ctx, "dpo", result, {
-        "ref": tcfg.dpo.ref, "reference": result.get("reference"), "n_pairs": n_pairs, "data": tcfg.dpo.data,
+        "ref": tcfg.dpo.ref, "reference": result.get("reference"), "n_pairs": n_pairs, "examples": n_pairs,
+        "duplicates": data.duplicates, "data": tcfg.dpo.data,
         "sources": data.sources, "schedule": schedule.model_dump(),
         "init_adapter": start.path if start else None, "init_adapter_sha256": start.sha256 if start else None,
         "ref_adapter_sha256": ref_adapter.sha256 if ref_adapter else None}))

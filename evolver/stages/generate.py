@@ -1,25 +1,42 @@
 """Stage 1, generate: the current model answers this generation's pool, reflects on its failures, retries.
 
-Reads the pool from the task, writes attempts and reflections (purpose 'pool'); re-running
-completes only what is missing, so an interrupted stage resumes where it stopped.
+The pool is drawn at the model's frontier (evolver.reflection.pool): fresh questions from the
+lowest level it has not mastered and the one above, plus questions it failed before; questions it
+solved never return. Writes attempts and reflections (purpose 'pool'); re-running completes only
+what is missing, so an interrupted stage resumes where it stopped, on the same pool.
 """
 
 from __future__ import annotations
 
+from evolver.context import StageContext, StageResult
+from evolver.evaluation.outcomes import suite_of
 from evolver.reflection.common import adapter_for, instruction_pool, load_task, register_items, sampling
 from evolver.reflection.engine import LoopSpec, cycle_picker, fixed_picker, run_loop, uniform_picker
-from evolver.context import StageContext, StageResult
-from evolver.states import POOL_PURPOSE, gen_name
-from evolver.tasks.base import Item, Task
+from evolver.reflection.pool import Pool, PoolRules, draw
+from evolver.states import POOL_PURPOSE, EvalProtocol, gen_name
+from evolver.store import Store
 
 
-def pool_slice(task: Task, generation: int, size: int, rotate: bool) -> list[Item]:
-    """This generation's slice of the training pool: consecutive, wrapping, fresh each generation when rotating."""
-    pool = task.load("train")
-    if not pool:
+def level_scores(store: Store, generation: int | None, suite: str) -> dict[str, float]:
+    """The held-out acc@t1 of `generation` per level of `suite` (the latest evaluation wins); {} if none."""
+    if generation is None:
+        return {}
+    out: dict[str, float] = {}
+    for r in store.eval_results(generation):
+        if r.protocol == EvalProtocol.STANDARD and r.metric == "acc@t1" and suite_of(r.benchmark) == suite:
+            out[r.benchmark.partition("/")[2]] = r.value  # "" is the suite as a whole
+    return out
+
+
+def draw_pool(ctx: StageContext) -> Pool:
+    r = ctx.cfg.config.reflection
+    task = load_task(ctx.cfg, r.task)
+    items = task.load("train")
+    if not items:
         raise ValueError(f"task {task.name!r} has no 'train' split to use as the pool")
-    start = ((max(generation, 1) - 1) * size) % len(pool) if rotate else 0
-    return [pool[(start + i) % len(pool)] for i in range(min(size, len(pool)))]
+    rules = PoolRules(size=r.pool_size, returns=r.pool_returns, frontier_share=r.pool_frontier, mastery=r.mastery)
+    return draw(items, ctx.store.pool_history(task.name, ctx.generation), level_scores(ctx.store, ctx.parent, r.task),
+                rules)
 
 
 def loop_spec(ctx: StageContext) -> LoopSpec:
@@ -37,14 +54,15 @@ def run(ctx: StageContext) -> StageResult:
     """Generate on this generation's pool with the parent (current) model."""
     c = ctx.cfg.config
     task = load_task(ctx.cfg, c.reflection.task)
-    items = register_items(ctx.store, task, pool_slice(task, ctx.generation, c.reflection.pool_size,
-                                                       c.reflection.pool_rotate))
+    pool = draw_pool(ctx)
+    items = register_items(ctx.store, task, pool.items)
     parent_ref = gen_name(ctx.parent) if ctx.parent is not None else "base"
     stats = run_loop(ctx.store, ctx.backend(), task, items, ctx.generation, parent_ref,
                      adapter_for(ctx.store, ctx.parent), loop_spec(ctx), ctx.progress, ctx.check_stop)
     attempts = ctx.store.attempts(ctx.generation, POOL_PURPOSE)
     t1 = [a for a in attempts if a.trial == 1]
     solved = {a.question_id for a in attempts if a.correct}
-    return StageResult({"questions": len(items), "acc@t1": sum(a.correct for a in t1) / max(len(t1), 1),
+    return StageResult({"questions": len(items), "pool": pool.report,
+                        "acc@t1": sum(a.correct for a in t1) / max(len(t1), 1),
                         "solved": len(solved) / max(len(items), 1), "generated": stats.generated,
                         "tokens_out": stats.tokens_out})

@@ -1,21 +1,24 @@
 """Stage 2, harvest: turn a generation's reflections into content-hashed training snapshots.
 
 D+ (reflection → correct retry), D− (→ still wrong), D± (chosen × rejected for the same failed
-trial, capped per question), Dpref (pairs of successful reflections ranked by a judge) and T1
-(trial-1-correct answers). Deterministic, so re-running stores nothing new.
+trial, capped per question), Dpref (pairs of successful reflections ranked by a judge), T1
+(trial-1-correct answers) and R1 (correct retries as first-trial answers: what the solver learns
+from its reflections). Deterministic, so re-running stores nothing new.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from evolver.backends.base import Backend
-from evolver.reflection.common import adapter_for
+from evolver.reflection.common import adapter_for, load_task
 from evolver.context import StageContext, StageResult
 from evolver.states import POOL_PURPOSE
+from evolver.tasks.base import first_trial_text
 
-KINDS = ("D+", "D-", "D±", "Dpref", "T1")
+KINDS = ("D+", "D-", "D±", "Dpref", "T1", "R1")
 
 
 def pair_row(chosen: dict[str, Any], rejected: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +66,24 @@ def build_rows(ctx: StageContext) -> tuple[dict[str, list[dict[str, Any]]], list
         if a.trial == 1 and a.correct:
             out["T1"].append({"question_id": a.question_id, "attempt_id": a.id, "prompt": a.prompt,
                               "completion": a.output})
+    out["R1"] = first_trial_rows(ctx, attempts.values(), out["D+"])
     return out, groups
+
+
+def first_trial_rows(ctx: StageContext, attempts: Iterable[Any], dplus: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """R1: each correct retry as the first-trial answer it amounts to (STaR's rationalization), once per
+    question and text, so the solver learns from what its reflections corrected."""
+    task = load_task(ctx.cfg, ctx.cfg.config.reflection.task)
+    first = {a.question_id: a.prompt for a in attempts if a.trial == 1 and a.branch == 0}
+    out, seen = [], set()
+    for row in dplus:
+        text = first_trial_text(task, row["trial2"])
+        if (row["question_id"], text) in seen or row["question_id"] not in first:
+            continue
+        seen.add((row["question_id"], text))
+        out.append({"question_id": row["question_id"], "attempt_id": row["next_attempt_id"],
+                    "prompt": first[row["question_id"]], "completion": text})
+    return out
 
 
 def judge_pairs(ctx: StageContext, groups: list[tuple[int, dict]], backend: Backend) -> list[dict[str, Any]]:

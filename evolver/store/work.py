@@ -129,3 +129,16 @@ class WorkRows:
     def attempt(self, attempt_id: int) -> Attempt | None:
         with self.session() as s:
             return s.get(Attempt, attempt_id)
+
+    def pool_history(self, source: str, before: int) -> dict[str, tuple[int, bool, int]]:
+        """Every question of `source` that a training pool of a generation before `before` answered:
+        external id -> (times asked, ever right at trial 1, last generation that asked it).
+
+        Only earlier generations count, so a resumed generation draws exactly the pool it drew first.
+        """
+        rows = self._all(
+            "SELECT q.external_id, COUNT(*), MAX(a.correct), MAX(a.generation_id) FROM attempts a"
+            " JOIN questions q ON q.id = a.question_id"
+            " WHERE q.source = ? AND a.purpose = 'pool' AND a.trial = 1 AND a.branch = 0 AND a.generation_id < ?"
+            " GROUP BY q.external_id", (source, before))
+        return {ext: (int(n), bool(ok), int(last)) for ext, n, ok, last in rows}

@@ -6,7 +6,7 @@ The embedded world is one task like the others; nothing in the loop special-case
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -44,3 +44,19 @@ class Task(Protocol):
     def load(self, split: str = "test", limit: int | None = None) -> list[Item]: ...
 
     def score(self, item: Item, output: str) -> Verdict: ...
+
+
+@runtime_checkable
+class RewritesRetries(Protocol):
+    """A task whose retries are written in another format than first trials (the embedded world's edits).
+
+    `as_first_trial` turns a retry into the first-trial solution it amounts to, so a correct retry can
+    teach first trials (STaR's rationalization). For every other task a retry already is a solution.
+    """
+
+    def as_first_trial(self, output: str) -> str: ...
+
+
+def first_trial_text(task: Task, output: str) -> str:
+    """A retry's text as a first-trial answer to the same question."""
+    return task.as_first_trial(output) if isinstance(task, RewritesRetries) else output

@@ -188,6 +188,11 @@ class _Capped:
     def score(self, item, output):  # noqa: ANN001, ANN201
         return self.inner.score(item, output)
 
+    def as_first_trial(self, output: str) -> str:
+        from evolver.tasks.base import first_trial_text
+
+        return first_trial_text(self.inner, output)
+
 
 def _format_error(path: Path, err: ValidationError) -> str:
     first = err.errors()[0]

@@ -1,4 +1,4 @@
-"""Training sets built from the store's dataset snapshots (D+, D±, Dpref, T1).
+"""Training sets built from the store's dataset snapshots (D+, D-, R1, T1; D±, Dpref).
 
 Every example is a prompt-completion pair of plain strings, so trl puts the loss on the
 completion only. The prompts are the exact strings the reflection engine sent; the
@@ -12,6 +12,11 @@ SFT modes:
   stages as two consecutive full fine-tunes; with one LoRA adapter per generation, one mixed
   pass teaches both skills without the second stage eroding the first, and keeps one SFT
   adapter and one phase per generation.
+R1 (correct retries as first-trial answers) and T1 (correct first trials) train first trials:
+  trial-1 prompt -> solution, so the solver evolves next to the reflection skill (STaR).
+
+A window of generations replays earlier snapshots; an example that appears in more than one
+(a question asked again, an identical pair) is trained once.
 """
 
 from __future__ import annotations
@@ -30,7 +35,17 @@ class TrainSet:
 
     examples: list[dict[str, str]]
     sources: list[dict[str, Any]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # rows read per kind, before de-duplication
+    duplicates: int = 0  # rows dropped because the same example was already in the set
+    _seen: set[tuple[str, ...]] = field(default_factory=set, repr=False)
+
+    def add(self, example: dict[str, str]) -> None:
+        key = tuple(example[k] for k in sorted(example))
+        if key in self._seen:
+            self.duplicates += 1
+            return
+        self._seen.add(key)
+        self.examples.append(example)
 
 
 def window(store: Store, generation: int, n: int) -> list[int]:
@@ -71,22 +86,20 @@ def trial2_completion(reflection: str, trial2: str) -> str:
 
 def sft_set(store: Store, gens: list[int], cfg: SFTConfig) -> TrainSet:
     ts = TrainSet([])
-    rows = [r for kind in cfg.data for r in _snapshots(store, gens, kind, ts)]
-    for row in rows:
-        if cfg.mode == "answers":  # rejection-sampling fine-tuning: the corrected answer, no reflection
-            if row.get("trial1_prompt"):
-                ts.examples.append({"prompt": row["trial1_prompt"], "completion": row["trial2"]})
-        elif cfg.mode == "one_stage":
-            ts.examples.append({"prompt": row["reflect_prompt"],
-                                "completion": prompts.one_stage_completion(row["reflection"], row["trial2"])})
-        else:
-            ts.examples.append({"prompt": row["reflect_prompt"],
-                                "completion": reflection_completion(row["reflect_prompt"], row["reflection"])})
-            ts.examples.append({"prompt": row["retry_prompt"],
-                                "completion": trial2_completion(row["reflection"], row["trial2"])})
-    if cfg.include_correct_t1:
-        for row in _snapshots(store, gens, "T1", ts):
-            ts.examples.append({"prompt": row["prompt"], "completion": row["completion"]})
+    for kind in cfg.data:
+        for row in _snapshots(store, gens, kind, ts):
+            if kind in ("R1", "T1"):  # first trials: prompt -> solution
+                ts.add({"prompt": row["prompt"], "completion": row["completion"]})
+            elif cfg.mode == "answers":  # rejection-sampling fine-tuning: the corrected answer, no reflection
+                if row.get("trial1_prompt"):
+                    ts.add({"prompt": row["trial1_prompt"], "completion": row["trial2"]})
+            elif cfg.mode == "one_stage":
+                ts.add({"prompt": row["reflect_prompt"],
+                        "completion": prompts.one_stage_completion(row["reflection"], row["trial2"])})
+            else:
+                ts.add({"prompt": row["reflect_prompt"],
+                        "completion": reflection_completion(row["reflect_prompt"], row["reflection"])})
+                ts.add({"prompt": row["retry_prompt"], "completion": trial2_completion(row["reflection"], row["trial2"])})
     return ts
 
 
@@ -97,6 +110,6 @@ def dpo_set(store: Store, gens: list[int], cfg: DPOConfig) -> TrainSet:
     for kind in kinds:
         for row in _snapshots(store, gens, kind, ts):
             p = row["prompt"]
-            ts.examples.append({"prompt": p, "chosen": reflection_completion(p, row["chosen"]),
-                                "rejected": reflection_completion(p, row["rejected"])})
+            ts.add({"prompt": p, "chosen": reflection_completion(p, row["chosen"]),
+                    "rejected": reflection_completion(p, row["rejected"])})
     return ts

@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from evolver.states import STAGES, EvalProtocol, Stage, gen_name
+from evolver.states import STAGES, TRAINING_STAGES, EvalProtocol, Stage, gen_name
 from evolver.store.detail import GenDetail, ReflectionRow
 from evolver.store.lineage import GenInfo
 from evolver.views.format import (
@@ -66,6 +66,8 @@ def generation_view(d: GenDetail, benchmark: str | None = None) -> RenderableTyp
 
     parts.append(section("phases and training"))
     parts.append(phases_table(g))
+    parts.extend(_pool_lines(g))
+    parts.extend(_schedule_lines(g))
     parts.extend(_train_line(phase, logs) for phase, logs in d.train_logs.items())
 
     parts.append(section("evaluation"))
@@ -102,6 +104,41 @@ def _config_diff(d: GenDetail) -> RenderableType:
     for key, old, new in d.config_diff:
         t.add_row(key, _value(old), _value(new))
     return t
+
+
+def _pool_lines(g: GenInfo) -> list[Text]:
+    """How the generate stage drew its pool: the frontier level, new and returning questions per level."""
+    ph = g.phases.get(Stage.GENERATE)
+    pool = ph.detail.get("pool") if ph is not None else None
+    if not isinstance(pool, dict):
+        return []
+    line = Text("pool: ", style="bold")
+    if pool.get("frontier"):
+        line.append(f"frontier {pool['frontier']}; ")
+    line.append("; ".join(f"{lv} {v['new']} new + {v['returning']} returning"
+                          for lv, v in (pool.get("levels") or {}).items()))
+    line.append(f"; {pool.get('retired_before', 0):,} solved questions retired before, "
+                f"{pool.get('waiting_before', 0):,} failed ones waiting", style="dim")
+    return [line]
+
+
+def _schedule_lines(g: GenInfo) -> list[Text]:
+    """What each training stage trained on (snapshots by generation, de-duplicated) and for how long."""
+    out = []
+    for stage in TRAINING_STAGES:
+        ph = g.phases.get(stage)
+        if ph is None or not isinstance(ph.detail.get("schedule"), dict):
+            continue
+        sch, det = ph.detail["schedule"], ph.detail
+        sources = det.get("sources") or []
+        data = ", ".join(f"{s['kind']} {s['rows']:,} (gen {s['generation']})" for s in sources if isinstance(s, dict))
+        line = Text(f"{stage}: ", style="bold")
+        line.append(f"{sch.get('max_steps')} steps at lr {sch.get('learning_rate', 0):.2g}")
+        if det.get("examples") is not None:
+            line.append(f" on {det['examples']:,} examples ({det.get('duplicates', 0):,} duplicates dropped)")
+        line.append(f"; data {data or 'none'}", style="dim")
+        out.append(line)
+    return out
 
 
 def _train_line(phase: str, logs: list[dict[str, Any]]) -> Text:

@@ -46,6 +46,9 @@ from evolver.world.task import (
     render_solution,
 )
 
+# Share of pretraining examples per length: mostly the base level, fewer and fewer longer ones, so the
+# generation-0 model writes every length in the right format but is less sure the longer it gets.
+LENGTH_MIX = {4: 0.5, 5: 0.2, 6: 0.14, 7: 0.1, 8: 0.06}
 P_FAULT = 0.85
 P_SLIP = 0.12  # per column without a habit error
 P_NAME_LATER = {"big": 0.85, "drop": 0.35, "slip": 0.6}
@@ -183,11 +186,15 @@ def make_example(rng: random.Random, x: int, y: int, pool: list[Instruction]) ->
                    answer_of(trial2) == gold)
 
 
-def examples(seed: int, count: int) -> Iterator[Example]:
-    """Corpus examples from train-split questions only (drawn with their own seed)."""
+def examples(seed: int, count: int, mix: dict[int, float] | None = None) -> Iterator[Example]:
+    """Corpus examples from train-split questions only (drawn with their own seed), lengths by `mix`, shuffled."""
     rng = random.Random(f"corpus:{seed}")
     pool = default_pool()
-    for x, y in make_questions(seed + 7919, held_out=False, count=count):
+    questions: list[tuple[int, int]] = []
+    for digits, share in sorted((mix or LENGTH_MIX).items()):
+        questions += make_questions(seed + 7919, held_out=False, count=round(count * share), digits=digits)
+    random.Random(f"corpus-order:{seed}").shuffle(questions)
+    for x, y in questions:
         yield make_example(rng, x, y, pool)
 
 

@@ -14,6 +14,11 @@ to find, later ones must be checked. It never contains the gold answer.
 Questions come from a seed; a question belongs to the test split iff its content hash
 falls in the held-out bucket, so train (the pool and the pretraining corpus) and
 test are disjoint by construction.
+
+Levels are lengths: `levels = [4, 5, 6]` gives 4-, 5- and 6-digit questions, each item tagged
+with its level (`meta.level = "5d"`), so evaluation reports every level and the pool can climb
+from one to the next. Longer numbers mean more columns to get right, longer walks to copy and
+longer retries to follow; the generation-0 model saw fewer of them in pretraining.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from dataclasses import dataclass
 from evolver.tasks.base import Item, Verdict
 
 ANSWER_FORMAT = "Add the numbers column by column from the right, then end with Finish[answer]."
-DIGITS = (4,)
+BASE_LEVEL = 4  # digits of the base level: the documented numbers are this level's
 TEST_BUCKETS = 10  # one content-hash bucket in TEST_BUCKETS is held out
-TRAIN_SIZE = 40_000
-TEST_SIZE = 1_000
+TRAIN_SIZE = 40_000  # per level
+TEST_SIZE = 1_000  # per level
 _FINISH = re.compile(r"Finish\s*\[\s*([0-9][0-9\s]*?)\s*\]")
+_RETRY_STEP = re.compile(r"(\d+) (?:kept|fixed) ")
 
 
 @dataclass(frozen=True)
@@ -127,14 +133,32 @@ def feedback_for(answer: str, gold: str) -> str:
     return f"{len(places)} wrong {noun}, first at place {first}."
 
 
-def make_questions(seed: int, held_out: bool, count: int) -> list[tuple[int, int]]:
-    """`count` distinct (x, y) pairs of the chosen side of the split, in a seeded order."""
-    rng = random.Random(f"arith:{seed}:{'test' if held_out else 'train'}")
+def level_name(digits: int) -> str:
+    return f"{digits}d"
+
+
+def as_first_trial(retry: str) -> str:
+    """A retry written as an edit (`1 kept 7+8+0=15; 2 fixed ...`) as a first-trial solution (`1: 7+8+0=15; ...`).
+
+    A correct retry is then training data for first trials (STaR's rationalization): the solver
+    learns from the steps its reflections corrected.
+    """
+    return _RETRY_STEP.sub(lambda m: f"{m.group(1)}: ", retry)
+
+
+def make_questions(seed: int, held_out: bool, count: int, digits: int = BASE_LEVEL) -> list[tuple[int, int]]:
+    """`count` distinct (x, y) pairs of `digits` digits on the chosen side of the split, in a seeded order.
+
+    The base level keeps the stream it always had, so its questions (and the documented numbers)
+    do not change when levels are added.
+    """
+    tag = "" if digits == BASE_LEVEL else f":{digits}d"
+    rng = random.Random(f"arith:{seed}:{'test' if held_out else 'train'}{tag}")
     seen: set[tuple[int, int]] = set()
     out: list[tuple[int, int]] = []
+    lo, hi = 10 ** (digits - 1), 10**digits - 1
     while len(out) < count:
-        n = rng.choice(DIGITS)
-        lo, hi = 10 ** (n - 1), 10**n - 1
+        rng.choice((digits,))  # keeps the base level's random stream as it was
         pair = (rng.randint(lo, hi), rng.randint(lo, hi))
         if pair in seen or is_held_out(question_text(*pair)) != held_out:
             continue
@@ -144,25 +168,33 @@ def make_questions(seed: int, held_out: bool, count: int) -> list[tuple[int, int
 
 
 class ArithTask:
-    """Column addition of two 4-digit numbers; the world the shipped model was pretrained on."""
+    """Column addition of two n-digit numbers for each n in `levels`; the world the shipped model was pretrained on."""
 
     name = "arith"
     answer_format = ANSWER_FORMAT
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, levels: tuple[int, ...] | list[int] = (BASE_LEVEL,)) -> None:
+        if not levels or any(not 1 <= n <= 30 for n in levels):
+            raise ValueError(f"levels: expected digit counts between 1 and 30, got {list(levels)}")
         self.seed = seed
+        self.levels = tuple(sorted(set(levels)))
 
     def load(self, split: str = "test", limit: int | None = None) -> list[Item]:
+        """Every level's questions, level by level; `limit` caps each level (not the total)."""
         if split not in ("train", "test"):
             raise ValueError(f"arith: unknown split {split!r} (expected 'train' or 'test')")
         size = TEST_SIZE if split == "test" else TRAIN_SIZE
         count = size if limit is None else min(limit, size)
-        pairs = make_questions(self.seed, split == "test", count)
-        return [
-            Item(id=f"arith-{split}-{i:05d}", text=question_text(x, y), gold=str(x + y), split=split,
-                 meta={"digits": len(str(max(x, y)))})
-            for i, (x, y) in enumerate(pairs)
-        ]
+        items = []
+        for n in self.levels:
+            prefix = f"arith-{split}" if n == BASE_LEVEL else f"arith-{split}-{level_name(n)}"
+            items += [Item(id=f"{prefix}-{i:05d}", text=question_text(x, y), gold=str(x + y), split=split,
+                           meta={"digits": n, "level": level_name(n)})
+                      for i, (x, y) in enumerate(make_questions(self.seed, split == "test", count, n))]
+        return items
+
+    def as_first_trial(self, output: str) -> str:
+        return as_first_trial(output)
 
     def score(self, item: Item, output: str) -> Verdict:
         answer = parse_answer(output)

@@ -1,0 +1,70 @@
+"""The training pool: drawn at the model's frontier, solved questions retire, failed ones return."""
+
+from __future__ import annotations
+
+from evolver.reflection.pool import PoolRules, by_level, draw, frontier_level
+from evolver.store import Store
+from evolver.tasks.base import Item
+from evolver.world.task import ArithTask
+
+RULES = PoolRules(size=20, returns=0.25, frontier_share=0.75, mastery=0.9)
+
+
+def items(levels: tuple[int, ...] = (4, 5, 6), n: int = 100) -> list[Item]:
+    return ArithTask(levels=levels).load("train", n)
+
+
+def test_frontier_is_the_lowest_level_not_mastered() -> None:
+    assert frontier_level(["4d", "5d", "6d"], {"4d": 0.95, "5d": 0.5}, 0.9) == "5d"
+    assert frontier_level(["4d", "5d", "6d"], {}, 0.9) == "4d"  # unknown is not mastered
+    assert frontier_level(["4d", "5d"], {"4d": 0.99, "5d": 0.95}, 0.9) == "5d"  # all mastered: the top
+
+
+def test_new_questions_come_from_the_frontier_and_the_level_above() -> None:
+    pool = draw(items(), {}, {"4d": 0.95, "5d": 0.4}, RULES)
+    assert pool.frontier == "5d" and len(pool.items) == 20
+    got = by_level(pool.items)
+    assert set(got) == {"5d", "6d"} and len(got["5d"]) == 15 and len(got["6d"]) == 5
+    assert pool.report["levels"] == {"5d": {"new": 15, "returning": 0}, "6d": {"new": 5, "returning": 0}}
+    assert draw(items(), {}, {"4d": 0.95, "5d": 0.4}, RULES).items == pool.items  # deterministic
+
+
+def test_a_solved_question_retires_and_a_failed_one_returns() -> None:
+    all_items = items((4,))
+    first = draw(all_items, {}, {}, RULES)
+    solved, failed = first.items[:10], first.items[10:]
+    history = {it.id: (1, True, 1) for it in solved} | {it.id: (1, False, 1) for it in failed}
+    second = draw(all_items, history, {}, RULES)
+    ids = {it.id for it in second.items}
+    assert not ids & {it.id for it in solved}  # retired: never again
+    back = [it for it in second.items if it.id in {f.id for f in failed}]
+    assert len(back) == 5 == second.report["levels"]["4d"]["returning"]  # a quarter of 20
+    assert second.report["retired_before"] == 10 and second.report["waiting_before"] == 10
+    fresh = [it for it in second.items if it.id not in history]
+    assert len(fresh) == 15 and fresh == [it for it in all_items if it.id not in history][:15]
+
+
+def test_without_levels_the_pool_is_failures_and_fresh_questions() -> None:
+    plain = [Item(id=f"q{i}", text=f"q{i}", gold="x") for i in range(50)]
+    pool = draw(plain, {"q0": (2, False, 3)}, {}, RULES)
+    assert pool.frontier is None and pool.items[-1].id == "q0" and len(pool.items) == 20
+
+
+def test_a_small_task_runs_out_of_fresh_questions_and_shrinks() -> None:
+    plain = [Item(id=f"q{i}", text=f"q{i}", gold="x") for i in range(12)]
+    history = {f"q{i}": (1, i < 6, 1) for i in range(10)}  # q0-q5 solved, q6-q9 failed, q10-q11 fresh
+    pool = draw(plain, history, {}, RULES)
+    assert sorted(it.id for it in pool.items) == ["q10", "q11", "q6", "q7", "q8", "q9"]
+
+
+def test_history_counts_only_earlier_generations(store: Store) -> None:
+    qids = store.upsert_questions([{"source": "arith", "external_id": f"e{i}", "text": f"{i} + 1", "gold": str(i + 1)}
+                                   for i in range(3)])
+    for g in (0, 1, 2):
+        store.create_generation(g, g - 1 if g else None, "b", "h", "{}")
+    rows = [dict(generation_id=g, purpose="pool", question_id=qids[e], trial=1, branch=0, backend="t", model_ref="m",
+                 sampling="{}", seed=0, prompt="p", output="o", correct=ok, reason="r")
+            for g, e, ok in ((1, "e0", False), (1, "e1", True), (2, "e0", True), (2, "e2", False))]
+    store.insert_attempts(rows)
+    assert store.pool_history("arith", 2) == {"e0": (1, False, 1), "e1": (1, True, 1)}
+    assert store.pool_history("arith", 3) == {"e0": (2, True, 2), "e1": (1, True, 1), "e2": (1, False, 2)}
