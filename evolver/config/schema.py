@@ -148,7 +148,8 @@ class TrainingConfig(_Section):
 class EvaluationConfig(_Section):
     benchmarks: list[str] = Field(default_factory=lambda: ["arith"], description="Suites in evals/ to evaluate on.")
     max_rounds: int = Field(1, ge=1, le=8, description="Reflect -> correct rounds counted in acc@t2.")
-    limit: int | None = Field(None, ge=1, description="Cap questions per suite (None = the manifest's cap).")
+    limit: int | None = Field(
+        None, ge=1, description="Held-out questions per suite, per level when it has levels (None = the manifest's limit).")
     instruction: str = Field("1-1-2", description="Pool instruction id used for the (greedy) evaluation reflections.")
     paper_protocol: bool = Field(True, description="Also report acc@t2 with trial 1 fixed at generation 0's answers.")
 

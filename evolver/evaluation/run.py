@@ -35,12 +35,13 @@ def evaluation_instruction(ctx: StageContext) -> Instruction:
     return pool[iid]
 
 
-def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None = None) -> Evaluation:
+def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None = None,
+             limit: int | None = None) -> Evaluation:
     """One generation on one suite under the current settings; returns the finished evaluation (cached when
-    one with the same key exists)."""
+    one with the same key exists). `limit` overrides the questions per level (the decide stage's second look)."""
     c = ctx.cfg.config
     store = ctx.store
-    task, loaded = load_split(ctx.cfg, suite, "test", suite_limit(ctx.cfg, suite))
+    task, loaded = load_split(ctx.cfg, suite, "test", limit or suite_limit(ctx.cfg, suite))
     items = register_items(store, task, loaded.items)
     adapter = adapter_for(store, generation)
     ins = evaluation_instruction(ctx)

@@ -49,6 +49,10 @@ class Policy(BaseModel):
     tolerance: float = Field(
         2.0, ge=0.0, le=100.0, description="Rollback when re-evaluation falls this many points below promotion time."
     )
+    confirm: int = Field(
+        0, ge=0, le=1_000_000,
+        description="Held-out questions per suite level for a second, larger look when the first shows a gain of at "
+        "least `margin` that is not yet significant; 0 = one look. With a second look each look tests at alpha/2.")
     first_generation: Literal["base", "promote"] = Field(
         "base",
         description="'base': generation 0 (the base model) is current from the start and must be beaten; "

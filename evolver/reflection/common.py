@@ -44,12 +44,9 @@ def load_split(cfg: LoadedConfig, name: str, split: str, limit: int | None) -> t
 
 
 def suite_limit(cfg: LoadedConfig, name: str) -> int | None:
-    from evolver.tasks.suites import find_suite
-
-    limit = cfg.config.evaluation.limit
-    suite_cap = getattr(find_suite(name, evals_dirs(cfg)), "limit", None)
-    caps = [c for c in (limit, suite_cap) if c]
-    return min(caps) if caps else None
+    """Held-out questions to evaluate (per level, for a suite with levels): `evaluation.limit`, else None
+    (the suite's manifest `limit`, else the whole split)."""
+    return cfg.config.evaluation.limit
 
 
 def sampling(s: SamplingConfig) -> Sampling:

@@ -4,30 +4,37 @@ Both sides are read from their evaluations under today's settings (the evaluate 
 here they are cache hits), unit by unit: the suite and each of its levels, so the policy's paired
 test and no-regression guard see every level. Idempotent: a generation that already carries its
 decision returns it without deciding again (a crash between the decision and the phase mark).
+
+Late in a lineage gains are small. With `confirm` in the policy, a first look that shows a gain of at
+least `margin` without significance is followed by a second, larger one: both generations are
+evaluated on `confirm` questions per level (the first look's questions and more) and the policy
+decides again on those. Each look then tests at alpha/2 (Bonferroni over the two looks), so two
+chances to promote cost no more false promotions than one.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from evolver.context import StageContext, StageResult
 from evolver.evaluation.outcomes import by_unit, outcomes, question_levels
 from evolver.evaluation.run import evaluate
 from evolver.policy.actions import apply
-from evolver.policy.decide import BenchmarkScores, Scores, decide
-from evolver.policy.rules import load_policy
+from evolver.policy.decide import BenchmarkScores, Decision, Scores, decide
+from evolver.policy.rules import Policy, load_policy
 from evolver.states import DECISIONS, EvalProtocol, GenStatus, PointerName
 
 
-def scores(ctx: StageContext, generation: int, primary: str) -> Scores:
+def scores(ctx: StageContext, generation: int, primary: str, limit: int | None = None) -> Scores:
     """A generation's standard-protocol metrics and per-question outcomes of `primary`, per unit."""
     g = ctx.store.generation(generation)
     assert g is not None
     benches: dict[str, BenchmarkScores] = {}
     rounds = ctx.cfg.config.evaluation.max_rounds
     for suite in ctx.cfg.config.evaluation.benchmarks:
-        ev = evaluate(ctx, suite, generation)
+        ev = evaluate(ctx, suite, generation, paper=False if limit else None, limit=limit)
         metrics: dict[str, dict[str, float]] = {}
         for r in ctx.store.eval_results(generation, key=ev.key):
             if r.protocol == EvalProtocol.STANDARD:
@@ -59,8 +66,29 @@ def run(ctx: StageContext) -> StageResult:
         return StageResult(done)
     policy = load_policy(ctx.cfg.resolve(ctx.cfg.config.policy.file))
     incumbent = ctx.store.pointer(PointerName.CURRENT)
+    look = policy.model_copy(update={"alpha": policy.alpha / 2}) if policy.confirm else policy
     cand = scores(ctx, ctx.generation, policy.primary)
     inc = scores(ctx, incumbent, policy.primary) if incumbent is not None else None
-    decision = decide(cand, inc, policy)
+    decision = decide(cand, inc, look)
+    looks = [{"n": _n(cand), "decision": decision.kind, "reason": decision.reason}]
+    if inc is not None and promising(decision, policy):
+        cand = scores(ctx, ctx.generation, policy.primary, limit=policy.confirm)
+        inc = scores(ctx, incumbent, policy.primary, limit=policy.confirm)  # type: ignore[arg-type]
+        decision = decide(cand, inc, look)
+        decision = replace(decision, reason=f"second look, {_n(cand)} questions: {decision.reason}")
+        looks.append({"n": _n(cand), "decision": decision.kind, "reason": decision.reason})
     moved = apply(ctx.store, ctx.generation, decision, actor="policy")
-    return StageResult({"decision": decision.kind, "reason": decision.reason, "moved": moved, "incumbent": incumbent})
+    return StageResult({"decision": decision.kind, "reason": decision.reason, "moved": moved, "incumbent": incumbent,
+                        "looks": looks})
+
+
+def promising(decision: Decision, policy: Policy) -> bool:
+    """A first look worth a second: not promoted, nothing regressed, and some unit gained at least the margin."""
+    if decision.promote or not policy.confirm or decision.reason.startswith("regression"):
+        return False
+    return any(d.get(policy.primary, 0.0) >= policy.margin for d in decision.deltas.values())
+
+
+def _n(s: Scores) -> int:
+    """Questions of the largest unit (the suites' questions over all levels)."""
+    return max((len(b.outcomes) for b in s.benchmarks.values()), default=0)

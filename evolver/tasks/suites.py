@@ -163,7 +163,8 @@ def _task_class(spec: str) -> Any:
 
 @dataclass
 class _Capped:
-    """A task whose evaluated split never returns more than `cap` items (for tasks that take no cap themselves).
+    """A task whose evaluated split returns `cap` items unless the caller asks for another number
+    (for tasks that take no cap themselves): the manifest's limit is the default size of an evaluation.
 
     Other splits (a generated task's training pool) are not capped: the manifest's limit is about evaluation.
     """
@@ -183,7 +184,7 @@ class _Capped:
     def load(self, split: str = "test", limit: int | None = None) -> list:
         if split != self.split:
             return self.inner.load(split, limit)
-        return self.inner.load(split, self.cap if limit is None else min(limit, self.cap))
+        return self.inner.load(split, self.cap if limit is None else limit)  # an explicit limit is the caller's
 
     def score(self, item, output):  # noqa: ANN001, ANN201
         return self.inner.score(item, output)

@@ -21,8 +21,8 @@ from typing import Any
 @dataclass(frozen=True)
 class PretrainConfig:
     seed: int = 0
-    examples: int = 24_000
-    steps: int = 750
+    examples: int = 30_000
+    steps: int = 800
     batch: int = 15
     block: int = 512
     lr: float = 4e-3
