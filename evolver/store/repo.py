@@ -117,6 +117,10 @@ class Store(WorkRows):
         if rows:
             conn.exec_driver_sql(sql, list(rows))
 
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Plain SQL for the read side (evolver.store.lineage, .watch, .detail), as `ReadStore.rows`."""
+        return self._all(sql, tuple(params))
+
     def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self.reader() as conn:
             return [tuple(r) for r in conn.exec_driver_sql(sql, params).fetchall()]
@@ -149,7 +153,7 @@ class Store(WorkRows):
             return s.exec(select(Generation).order_by(col(Generation.id).desc()).limit(1)).first()
 
     def update_generation(self, gen_id: int, conn: Connection | None = None, **fields: Any) -> None:
-        allowed = {"status", "adapter_path", "adapter_sha256", "finished_at", "note", "parent_id"}
+        allowed = {"status", "adapter_path", "adapter_sha256", "finished_at", "note", "parent_id", "versions"}
         bad = set(fields) - allowed
         if bad:
             raise StoreError(f"generation {gen_id}: cannot update {sorted(bad)}")

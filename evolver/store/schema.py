@@ -22,6 +22,7 @@ class Generation(SQLModel, table=True):
     created_at: float
     finished_at: float | None = None
     note: str | None = None
+    versions: str | None = None  # JSON: python, platform, torch, transformers, ... that made it (m004)
 
 
 class Phase(SQLModel, table=True):

@@ -106,7 +106,7 @@ def train(ctx: StageContext, spec: TrainSpec) -> dict[str, Any]:
     work = Path(spec.result).parent
     cmd = child_command(work / "spec.json", tcfg.launcher, tcfg.accelerate_args)
     label = f"{gen_name(spec.generation)} {spec.phase}"
-    outcome = run_child(cmd, work / "child.log", lambda step, total, loss: ctx.progress(spec.phase, step, total),
+    outcome = run_child(cmd, work / "child.log", lambda step, total, loss: ctx.progress(spec.phase, step, total, loss=loss),
                         ctx.stop)
     if outcome.stopped:
         raise Stopped(f"{label}: stop requested during training")
