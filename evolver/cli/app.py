@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -21,6 +20,10 @@ from evolver import __version__
 from evolver.cli.common import Globals, emit_json
 from evolver.errors import EXIT_USAGE, EvolverError
 from evolver.levels import LEVELS
+
+
+# typer vendors click; its usage errors (bad flag, bad value) share BadParameter's base class.
+_UsageError = typer.BadParameter.__mro__[1]
 
 
 class EvolverGroup(TyperGroup):
@@ -37,7 +40,7 @@ class EvolverGroup(TyperGroup):
             else:  # one line per problem (a config check can find several)
                 sys.stderr.writelines(f"evolver: error: {ln}\n" for ln in lines)
             raise typer.Exit(err.exit_code) from None
-        except click.UsageError as err:  # a bad flag or argument: click's own message, as JSON when asked
+        except _UsageError as err:  # a bad flag or argument: click's own message, as JSON when asked
             if not as_json:
                 raise
             emit_json({"error": "usage", "message": err.format_message(), "problems": [err.format_message()]})

@@ -29,6 +29,7 @@ class _Task:
     started: float
     beat: float
     done: int = 0
+    beat_done: int = 0  # `done` at the last heartbeat (rates are since then)
     tokens: float = 0.0
     counts: dict[str, Any] = field(default_factory=dict)
 
@@ -45,9 +46,9 @@ class LineProgress:
         now = self.clock()
         task = self.tasks.get(label)
         if task is None or done < task.done:  # a new task, or the same label starting over
-            task = self.tasks[label] = _Task(total, now, now, tokens=float(counts.get("tokens", 0.0)))
+            task = self.tasks[label] = _Task(total, now, now, beat_done=done, tokens=float(counts.get("tokens", 0.0)))
             self.log.info("progress.start", task=label, total=total)
-        rate = _rate(done - task.done, now - task.beat)
+        rate = _rate(done - task.beat_done, now - task.beat)
         tokens_rate = _rate(float(counts.get("tokens", task.tokens)) - task.tokens, now - task.beat)
         task.done, task.total, task.counts = done, total, counts
         if done >= total:
@@ -58,7 +59,7 @@ class LineProgress:
         if now - self.last_beat >= self.every:
             extra = {"per_s": rate} if "tokens" not in counts else {"per_s": rate, "tokens_per_s": tokens_rate}
             self.log.info("progress", task=label, done=done, total=total, **extra, **_shown(counts))
-            task.beat, task.tokens, self.last_beat = now, float(counts.get("tokens", 0.0)), now
+            task.beat, task.beat_done, task.tokens, self.last_beat = now, done, float(counts.get("tokens", 0.0)), now
 
 
 def _rate(delta: float, seconds: float) -> float:

@@ -87,7 +87,7 @@ def create_generation(cfg: LoadedConfig, store: Store, gen_id: int, parent: int 
 
     store.create_generation(gen_id, parent, resolve_base(cfg.config.model, cfg.root), cfg.hash,
                             json.dumps(cfg.config.model_dump(mode="json")), status=status)
-    store.update_generation(gen_id, versions=json.dumps(versions(), sort_keys=True))
+    store.record_versions(gen_id, versions())
 
 
 def ensure_base(ctx: StageContext) -> None:

@@ -145,7 +145,8 @@ def train_logs(store: Rows, gen_id: int, phase: str) -> list[dict[str, Any]]:
 
 def load_detail(store: Rows, gen_id: int, samples: int = 3) -> GenDetail:
     """One generation in full: its row, its parent's, config, logs, events and sample reflections."""
-    rows = store.rows("SELECT id, parent_id, config_json, versions FROM generations WHERE id = ?", (gen_id,))
+    rows = store.rows("SELECT g.id, g.parent_id, g.config_json, v.versions FROM generations g"
+                      " LEFT JOIN generation_versions v ON v.generation_id = g.id WHERE g.id = ?", (gen_id,))
     if not rows:
         ((lo, hi),) = store.rows("SELECT MIN(id), MAX(id) FROM generations")
         have = "the store has no generations" if hi is None else f"the store has {gen_name(lo)}..{gen_name(hi)}"
@@ -154,7 +155,8 @@ def load_detail(store: Rows, gen_id: int, samples: int = 3) -> GenDetail:
     ids = [gen_id] + ([parent_id] if parent_id is not None else [])
     lin = load_lineage(store, ids)
     info = lin.generations[gen_id]
-    parent_rows = (store.rows("SELECT config_json, versions FROM generations WHERE id = ?", (parent_id,))
+    parent_rows = (store.rows("SELECT g.config_json, v.versions FROM generations g"
+                              " LEFT JOIN generation_versions v ON v.generation_id = g.id WHERE g.id = ?", (parent_id,))
                    if parent_id is not None else [])
     config = loads(config_json)
     diff = config_diff(loads(parent_rows[0][0]) if parent_rows else None, config)

@@ -188,7 +188,15 @@ def m003_evaluations(db: sqlite3.Connection) -> None:
 
 def m004_generation_versions(db: sqlite3.Connection) -> None:
     """Provenance: the versions of python, torch, transformers, trl, peft, ... that made each generation."""
-    db.executescript("ALTER TABLE generations ADD COLUMN versions TEXT;")
+    db.executescript(
+        """
+        CREATE TABLE generation_versions (
+            generation_id INTEGER PRIMARY KEY REFERENCES generations(id),
+            versions TEXT NOT NULL,
+            recorded_at REAL NOT NULL
+        );
+        """
+    )
 
 
 MIGRATIONS: list[tuple[str, Migration]] = [

@@ -152,8 +152,15 @@ class Store(WorkRows):
         with self.session() as s:
             return s.exec(select(Generation).order_by(col(Generation.id).desc()).limit(1)).first()
 
+    def record_versions(self, gen_id: int, versions: dict[str, Any]) -> None:
+        """The versions of the stack that made a generation (evolver.provenance); the first record stays."""
+        with self.tx() as c:
+            c.exec_driver_sql("INSERT INTO generation_versions (generation_id, versions, recorded_at) VALUES (?,?,?)"
+                              " ON CONFLICT(generation_id) DO NOTHING",
+                              (gen_id, json.dumps(versions, sort_keys=True), self.clock()))
+
     def update_generation(self, gen_id: int, conn: Connection | None = None, **fields: Any) -> None:
-        allowed = {"status", "adapter_path", "adapter_sha256", "finished_at", "note", "parent_id", "versions"}
+        allowed = {"status", "adapter_path", "adapter_sha256", "finished_at", "note", "parent_id"}
         bad = set(fields) - allowed
         if bad:
             raise StoreError(f"generation {gen_id}: cannot update {sorted(bad)}")

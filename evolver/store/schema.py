@@ -22,7 +22,6 @@ class Generation(SQLModel, table=True):
     created_at: float
     finished_at: float | None = None
     note: str | None = None
-    versions: str | None = None  # JSON: python, platform, torch, transformers, ... that made it (m004)
 
 
 class Phase(SQLModel, table=True):
@@ -144,6 +143,15 @@ class Event(SQLModel, table=True):
     actor: str
     reason: str
     metrics: str | None = None
+
+
+class GenerationVersions(SQLModel, table=True):
+    """The stack that made a generation (m004): JSON of python, platform, torch, transformers, trl, ..."""
+
+    __tablename__ = "generation_versions"
+    generation_id: int = Field(foreign_key="generations.id", primary_key=True)
+    versions: str
+    recorded_at: float
 
 
 class Pointer(SQLModel, table=True):

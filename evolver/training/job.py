@@ -95,6 +95,7 @@ def build_spec(ctx: StageContext, phase: str, data: TrainSet, schedule: Schedule
         dpo=cfg.training.dpo if phase == "dpo" else None, schedule=schedule, seed=cfg.training.seed + ctx.generation,
         init_adapter=init, ref=ref, ref_adapter=ref_adapter,
         meta={**meta, "config_hash": ctx.cfg.hash, "sources": data.sources},
+        report_to=list(cfg.training.report_to), runs_dir=str(ctx.state_dir / "runs"),
     )
     spec.dump(work / "spec.json")
     return spec
