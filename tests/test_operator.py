@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import subprocess
 import sys
 import tomllib
@@ -38,6 +37,7 @@ def _doc(result: Any) -> dict[str, Any]:
 
 
 # -- --json everywhere ------------------------------------------------------------------------------------
+
 
 def test_every_command_has_json(cli: Any) -> None:
     """Every leaf command offers the shared --json flag."""
@@ -76,18 +76,24 @@ def test_json_documents_of_read_and_write_commands(project: Path, cli: Any, tmp_
     assert _doc(cli(*c, "config", "check", "--json"))["ok"] is True
     assert _doc(cli(*c, "config", "show", "--json"))["config"]["seed"] == 0
     assert _doc(cli(*c, "plot", "--out", tmp_path / "p.png", "--json"))["wrote"] == str(tmp_path / "p.png")
-    assert set(_doc(cli(*c, "export", "--generation", "1", "--out", tmp_path / "x", "--json"))["written"]) == {"D+", "D±"}
+    assert set(_doc(cli(*c, "export", "--generation", "1", "--out", tmp_path / "x", "--json"))["written"]) == {
+        "D+",
+        "D±",
+    }
     assert _doc(cli("init", tmp_path / "other", "--json"))["written"]
     assert "torch" in _doc(cli("env", "--json"))["env"]
 
 
-@pytest.mark.parametrize("args, code, needle", [
-    (("show", "42"), 1, "gen-0042 does not exist"),
-    (("pin", "abc"), 2, "gen"),
-    (("eval",), 2, "--generation"),
-    (("config", "show", "--nope"), 2, "--nope"),
-    (("--set", "training.sft.epochs=-1", "status"), 2, "training.sft.epochs"),
-])
+@pytest.mark.parametrize(
+    "args, code, needle",
+    [
+        (("show", "42"), 1, "gen-0042 does not exist"),
+        (("pin", "abc"), 2, "gen"),
+        (("eval",), 2, "--generation"),
+        (("config", "show", "--nope"), 2, "--nope"),
+        (("--set", "training.sft.epochs=-1", "status"), 2, "training.sft.epochs"),
+    ],
+)
 def test_errors_under_json_are_json(project: Path, cli: Any, args: tuple, code: int, needle: str) -> None:
     r = cli("--config", project, *args, "--json")
     assert r.exit_code == code, r.output
@@ -97,11 +103,12 @@ def test_errors_under_json_are_json(project: Path, cli: Any, args: tuple, code: 
 
 # -- layered config ---------------------------------------------------------------------------------------
 
+
 def test_precedence_defaults_file_env_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Any) -> None:
     path = tmp_path / "e.toml"
     path.write_text("seed = 3\n[training.sft]\nepochs = 4.0\nbatch_size = 8\n[training.dpo]\nbeta = 0.2\n")
     env = {"EVOLVER_TRAINING__SFT__EPOCHS": "2", "EVOLVER_TRAINING__DPO__BETA": "0.3", "EVOLVER_CONFIG": "x"}
-    cfg = load_config(path, ["training.dpo.beta=0.05", "evaluation.benchmarks=[\"arith\", \"gsm8k\"]"], env)
+    cfg = load_config(path, ["training.dpo.beta=0.05", 'evaluation.benchmarks=["arith", "gsm8k"]'], env)
     c = cfg.config
     assert (c.seed, c.training.sft.batch_size, c.training.sft.epochs, c.training.dpo.beta) == (3, 8, 2.0, 0.05)
     assert c.evaluation.benchmarks == ["arith", "gsm8k"] and c.training.lora.r == 16
@@ -116,14 +123,17 @@ def test_precedence_defaults_file_env_set(tmp_path: Path, monkeypatch: pytest.Mo
     assert validate(tomllib.loads(shown.stdout)) == load_config(path, ["training.dpo.beta=0.05"]).config
 
 
-@pytest.mark.parametrize("env, sets, needle", [
-    ({"EVOLVER_TRAINING__SFT__EPOCS": "2"}, [], "training.sft.epocs: unknown key"),
-    ({"EVOLVER_TRAINING__SFT__EPOCHS": "many"}, [], "EVOLVER_TRAINING__SFT__EPOCHS: training.sft.epochs:"),
-    ({"EVOLVER_TRAINING__SFT__EPOCHS": "-2"}, [], "environment (EVOLVER_*): training.sft.epochs: expected > 0"),
-    ({}, ["training.dpo.beta"], "expected KEY=VALUE"),
-    ({}, ["training.nope=1"], "--set training.nope: training.nope: unknown key"),
-    ({}, ["daemon.schedule=weekly"], "daemon.schedule"),
-])
+@pytest.mark.parametrize(
+    "env, sets, needle",
+    [
+        ({"EVOLVER_TRAINING__SFT__EPOCS": "2"}, [], "training.sft.epocs: unknown key"),
+        ({"EVOLVER_TRAINING__SFT__EPOCHS": "many"}, [], "EVOLVER_TRAINING__SFT__EPOCHS: training.sft.epochs:"),
+        ({"EVOLVER_TRAINING__SFT__EPOCHS": "-2"}, [], "environment (EVOLVER_*): training.sft.epochs: expected > 0"),
+        ({}, ["training.dpo.beta"], "expected KEY=VALUE"),
+        ({}, ["training.nope=1"], "--set training.nope: training.nope: unknown key"),
+        ({}, ["daemon.schedule=weekly"], "daemon.schedule"),
+    ],
+)
 def test_bad_layers_name_their_source(env: dict, sets: list, needle: str) -> None:
     from evolver.config import ConfigError
 
@@ -137,7 +147,7 @@ def test_config_check_validates_every_layer(project: Path, cli: Any, monkeypatch
     r = cli("--config", project, "config", "check")
     assert r.exit_code == 2 and "nosuch" in r.stderr
     monkeypatch.delenv("EVOLVER_EVALUATION__BENCHMARKS")
-    r = cli("--config", project, "--set", "training.report_to=[\"trackio\"]", "config", "check")
+    r = cli("--config", project, "--set", 'training.report_to=["trackio"]', "config", "check")
     if r.exit_code == 2:  # trackio is not a dependency: where it is missing, the check says so
         assert "training.report_to: trackio is not installed" in r.stderr
     ok = cli("--config", project, "--set", "seed=7", "config", "check")
@@ -146,7 +156,9 @@ def test_config_check_validates_every_layer(project: Path, cli: Any, monkeypatch
 
 def test_show_writes_toml_that_loads_again_with_inf(tmp_path: Path, cli: Any) -> None:
     path = tmp_path / "inf.toml"
-    path.write_text('[daemon]\nbackup_hours = inf\nreeval_hours = 1e300\n[model]\nbase = "a \\"quoted\\" ✓ \U0001F9EA"\n')
+    path.write_text(
+        '[daemon]\nbackup_hours = inf\nreeval_hours = 1e300\n[model]\nbase = "a \\"quoted\\" ✓ \U0001f9ea"\n'
+    )
     cfg = load_config(path).config
     shown = cli("--config", path, "config", "show")
     assert shown.exit_code == 0, shown.stderr
@@ -156,6 +168,7 @@ def test_show_writes_toml_that_loads_again_with_inf(tmp_path: Path, cli: Any) ->
 
 
 # -- provenance ---------------------------------------------------------------------------------------------
+
 
 def test_version_and_env(cli: Any) -> None:
     from evolver import __version__
@@ -191,11 +204,13 @@ def test_each_generation_records_versions_and_show_warns_on_change(tmp_path: Pat
     assert f"torch {recorded['torch']}" in shown.stdout
     assert f"warning: made with other versions than gen-0000: torch 2.0.0 -> {recorded['torch']}" in shown.stdout
     doc = _doc(cli("--config", tmp_path / "evolver.toml", "show", "1", "--json"))
-    assert doc["versions"] == recorded and doc["versions_changed"] == {"torch": {"parent": "2.0.0",
-                                                                                  "value": recorded["torch"]}}
+    assert doc["versions"] == recorded and doc["versions_changed"] == {
+        "torch": {"parent": "2.0.0", "value": recorded["torch"]}
+    }
 
 
 # -- progress, logs -----------------------------------------------------------------------------------------
+
 
 class _Log:
     def __init__(self) -> None:
@@ -259,6 +274,7 @@ def test_log_file_rotates_by_size(tmp_path: Path) -> None:
 
 # -- plot, reads ------------------------------------------------------------------------------------------
 
+
 def test_plot_has_integer_ticks_a_panel_per_unit_and_every_candidate(tmp_path: Path) -> None:
     from evolver.store.lineage import load_lineage
     from evolver.views.plot import accuracy_figure
@@ -279,11 +295,13 @@ def test_plot_has_integer_ticks_a_panel_per_unit_and_every_candidate(tmp_path: P
 
 def test_read_commands_import_no_sqlalchemy_torch_or_textual(project: Path) -> None:
     for args in (["status"], ["lineage"], ["show", "3"], ["events"], ["config", "show"]):
-        code = ("import sys\nfrom typer.testing import CliRunner\nfrom evolver.cli.app import app\n"
-                f"r = CliRunner().invoke(app, ['--config', {str(project)!r}, *{args!r}])\n"
-                "assert r.exit_code == 0, r.output\n"
-                "print(','.join(m for m in ('sqlalchemy', 'sqlmodel', 'torch', 'textual', 'matplotlib', 'transformers')"
-                " if m in sys.modules))")
+        code = (
+            "import sys\nfrom typer.testing import CliRunner\nfrom evolver.cli.app import app\n"
+            f"r = CliRunner().invoke(app, ['--config', {str(project)!r}, *{args!r}])\n"
+            "assert r.exit_code == 0, r.output\n"
+            "print(','.join(m for m in ('sqlalchemy', 'sqlmodel', 'torch', 'textual', 'matplotlib', 'transformers')"
+            " if m in sys.modules))"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "", f"{args}: imported {out.stdout.strip()}"

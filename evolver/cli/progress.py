@@ -52,8 +52,14 @@ class LineProgress:
         tokens_rate = _rate(float(counts.get("tokens", task.tokens)) - task.tokens, now - task.beat)
         task.done, task.total, task.counts = done, total, counts
         if done >= total:
-            self.log.info("progress.done", task=label, done=done, total=total,
-                          seconds=round(now - task.started, 1), **_shown(counts))
+            self.log.info(
+                "progress.done",
+                task=label,
+                done=done,
+                total=total,
+                seconds=round(now - task.started, 1),
+                **_shown(counts),
+            )
             del self.tasks[label]
             return
         if now - self.last_beat >= self.every:
@@ -76,8 +82,15 @@ class BarProgress:
     def __init__(self, console: Console) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bars = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console, transient=True)
+        self.bars = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=True,
+        )
         self.tasks: dict[str, Any] = {}
 
     def __call__(self, label: str, done: int, total: int, **counts: Any) -> None:

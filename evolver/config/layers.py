@@ -34,12 +34,12 @@ def annotation(key: str, model: type[BaseModel] = EvolverConfig) -> Any:
     for i, part in enumerate(parts):
         field = model.model_fields.get(part)
         if field is None:
-            raise KeyError(".".join(parts[:i + 1]))
+            raise KeyError(".".join(parts[: i + 1]))
         ann = field.annotation
         if i == len(parts) - 1:
             return ann
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            raise KeyError(".".join(parts[:i + 2]))
+            raise KeyError(".".join(parts[: i + 2]))
         model = ann
     raise KeyError(key)
 
@@ -92,8 +92,12 @@ def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     """`EVOLVER_*` variables as dotted keys -> typed values (pydantic-settings reads and nests them)."""
     from pydantic_settings import EnvSettingsSource
 
-    src = EnvSettingsSource(EvolverConfig, case_sensitive=False, env_prefix=ENV_PREFIX,  # type: ignore[arg-type]
-                            env_nested_delimiter=ENV_DELIMITER)
+    src = EnvSettingsSource(
+        EvolverConfig,
+        case_sensitive=False,
+        env_prefix=ENV_PREFIX,  # type: ignore[arg-type]
+        env_nested_delimiter=ENV_DELIMITER,
+    )
     src.env_vars = {k.lower(): v for k, v in environ.items()}
     return {key: coerce(key, value, env_name(key)) for key, value in leaves(src()).items()}
 
@@ -114,8 +118,13 @@ def set_layer(assignments: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def sources(file_data: Mapping[str, Any], file_label: str, env: Mapping[str, Any], sets: Mapping[str, Any],
-            config: EvolverConfig) -> dict[str, str]:
+def sources(
+    file_data: Mapping[str, Any],
+    file_label: str,
+    env: Mapping[str, Any],
+    sets: Mapping[str, Any],
+    config: EvolverConfig,
+) -> dict[str, str]:
     """Each leaf key of `config` -> the layer that set it: `--set`, `env NAME`, the file, or `default`."""
     in_file = leaves(file_data)
     out: dict[str, str] = {}

@@ -177,11 +177,11 @@ def read_toml(p: Path, what: str, error: type[ConfigError] = ConfigError) -> dic
 
 def _descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
-    for name, field in model.model_fields.items():
+    for name, info in model.model_fields.items():
         key = f"{prefix}{name}"
-        if field.description:
-            out[key] = field.description
-        ann = field.annotation
+        if info.description:
+            out[key] = info.description
+        ann = info.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             out.update(_descriptions(ann, key + "."))
     return out

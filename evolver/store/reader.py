@@ -41,8 +41,10 @@ class ReadStore:
         done = applied(conn)
         if [n for n in done if n not in known]:
             conn.close()
-            raise SchemaTooNewError(f"{p}: written by a newer evolver (schema {done[-1]}; this one knows up to "
-                                    f"{known[-1]}); upgrade evolver, the database was not modified")
+            raise SchemaTooNewError(
+                f"{p}: written by a newer evolver (schema {done[-1]}; this one knows up to "
+                f"{known[-1]}); upgrade evolver, the database was not modified"
+            )
         if done != known:  # an older schema (or a blank file): migrate once, as any other command would
             conn.close()
             from evolver.store.repo import Store

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import signal
 import threading
-from typing import Any
 
 # --- the Hendrycks normalisation ---------------------------------------------------------------
 

@@ -69,8 +69,9 @@ def accuracy_figure(lin: Lineage, benchmark: str | None = None, dpi: int = 110):
             ax.text(0.5, 0.5, "no evaluation results yet", ha="center", va="center", transform=ax.transAxes)
             continue
 
-        def series(metric: str, gens: list[int], proto: str = EvalProtocol.STANDARD,
-                   u: str = unit) -> tuple[list[int], list[float]]:
+        def series(
+            metric: str, gens: list[int], proto: str = EvalProtocol.STANDARD, u: str = unit
+        ) -> tuple[list[int], list[float]]:
             pts = [(g, lin.generations[g].value(u, metric, proto)) for g in gens]
             return [g for g, v in pts if v is not None], [100 * v for _, v in pts if v is not None]
 
@@ -83,26 +84,41 @@ def accuracy_figure(lin: Lineage, benchmark: str | None = None, dpi: int = 110):
             ax.step(px, py, where="post", color=color, linewidth=1.6, label=f"{metric} (served line)")
         xs, ys = series("acc@t2", ids, EvalProtocol.PAPER)
         if xs:
-            ax.scatter(xs, ys, s=8, marker="+", color=COLORS[3], alpha=0.6, linewidths=0.8,
-                       label="acc@t2 (paper protocol)")
+            ax.scatter(
+                xs, ys, s=8, marker="+", color=COLORS[3], alpha=0.6, linewidths=0.8, label="acc@t2 (paper protocol)"
+            )
         for fate, (marker, color, size, label) in MARKS.items():
             xs, ys = series("acc@t2", [g for g in ids if fates[g] == fate])
             if xs:
-                ax.scatter(xs, ys, s=size, marker=marker, color=color, edgecolors="black", linewidths=0.4,
-                           zorder=5, label=label)
+                ax.scatter(
+                    xs,
+                    ys,
+                    s=size,
+                    marker=marker,
+                    color=color,
+                    edgecolors="black",
+                    linewidths=0.4,
+                    zorder=5,
+                    label=label,
+                )
         if failed:
             lo = ax.get_ylim()[0]
-            ax.scatter(failed, [lo] * len(failed), s=40, marker="|", color="black", zorder=5,
-                       label="failed (no model)")
+            ax.scatter(failed, [lo] * len(failed), s=40, marker="|", color="black", zorder=5, label="failed (no model)")
         if lin.current is not None and lin.generations[lin.current].value(unit, "acc@t2") is not None:
             v = 100 * (lin.generations[lin.current].value(unit, "acc@t2") or 0.0)
-            ax.annotate(f"{gen_name(lin.current)} (current)", (lin.current, v), xytext=(6, 8),
-                        textcoords="offset points", fontsize=8)
+            ax.annotate(
+                f"{gen_name(lin.current)} (current)",
+                (lin.current, v),
+                xytext=(6, 8),
+                textcoords="offset points",
+                fontsize=8,
+            )
         ax.set_ylabel(f"{unit}\naccuracy (%)")
         ax.grid(alpha=0.3)
     rejected = sum(1 for f in fates.values() if f == GenStatus.REJECTED)
-    fig.suptitle(f"accuracy across {len(ids):,} generations ({rejected:,} rejected, {len(failed):,} failed)",
-                 fontsize=11)
+    fig.suptitle(
+        f"accuracy across {len(ids):,} generations ({rejected:,} rejected, {len(failed):,} failed)", fontsize=11
+    )
     axes[-1].set_xlabel("generation")
     if units:
         handles, labels = [], []
@@ -111,8 +127,7 @@ def accuracy_figure(lin: Lineage, benchmark: str | None = None, dpi: int = 110):
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
-        axes[0].legend(handles, labels, loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncols=4,
-                       frameon=False)
+        axes[0].legend(handles, labels, loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncols=4, frameon=False)
     height = fig.get_figheight()  # fixed margins: tight_layout costs a third of the time at 1,000 points
     fig.subplots_adjust(left=0.08, right=0.97, top=1 - 1.05 / height, bottom=0.55 / height, hspace=0.15)
     return fig
