@@ -62,7 +62,7 @@ class LineProgress:
             )
             del self.tasks[label]
             return
-        if now - self.last_beat >= self.every:
+        if now - self.last_beat >= self.every and now > task.beat:  # a task's first call is its start line
             extra = {"per_s": rate} if "tokens" not in counts else {"per_s": rate, "tokens_per_s": tokens_rate}
             self.log.info("progress", task=label, done=done, total=total, **extra, **_shown(counts))
             task.beat, task.beat_done, task.tokens, self.last_beat = now, done, float(counts.get("tokens", 0.0)), now
