@@ -13,15 +13,20 @@ from evolver.cli.app import app
 from evolver.store import Store
 
 
-def test_eval_generation_runs_then_is_cached(tmp_path: Path, tiny_model_dir: Path, repo_root: Path) -> None:
-    d = tmp_path / "w"
+def _folder(d: Path, model: Path, repo_root: Path, limit: int) -> Path:
+    """A working folder: the tiny model, a `hashy` suite of `limit` items, the shipped policies; no store."""
     (d / "evals" / "hashy").mkdir(parents=True)
     (d / "evals" / "hashy" / "manifest.toml").write_text(
-        'name = "hashy"\ntask = "evolver.testing.tasks:HashTask"\nlimit = 12\n')
+        f'name = "hashy"\ntask = "evolver.testing.tasks:HashTask"\nlimit = {limit}\n')
     shutil.copytree(repo_root / "policies", d / "policies")
     (d / "evolver.toml").write_text(
-        f'[model]\nbase = "{tiny_model_dir}"\n[generation.trial]\nmax_new_tokens = 8\n'
+        f'[model]\nbase = "{model}"\n[generation.trial]\nmax_new_tokens = 8\n'
         '[generation.reflection]\nmax_new_tokens = 8\n[evaluation]\nbenchmarks = ["hashy"]\n')
+    return d
+
+
+def test_eval_generation_runs_then_is_cached(tmp_path: Path, tiny_model_dir: Path, repo_root: Path) -> None:
+    d = _folder(tmp_path / "w", tiny_model_dir, repo_root, limit=12)
     with Store.open(d / "state" / "evolver.db") as s:
         s.create_generation(0, None, str(tiny_model_dir), "h", "{}", status="base")
     runner = CliRunner()
@@ -49,14 +54,7 @@ def test_eval_generation_0_on_a_fresh_folder_creates_the_store(tmp_path: Path, t
                                                                repo_root: Path) -> None:
     """No store yet: `eval --generation 0` creates it and generation 0 (versions recorded) as the daemon would,
     reports progress as lines on stderr (no terminal), and the daemon's own evaluation later finds it cached."""
-    d = tmp_path / "fresh"
-    (d / "evals" / "hashy").mkdir(parents=True)
-    (d / "evals" / "hashy" / "manifest.toml").write_text(
-        'name = "hashy"\ntask = "evolver.testing.tasks:HashTask"\nlimit = 6\n')
-    shutil.copytree(repo_root / "policies", d / "policies")
-    (d / "evolver.toml").write_text(
-        f'[model]\nbase = "{tiny_model_dir}"\n[generation.trial]\nmax_new_tokens = 8\n'
-        '[generation.reflection]\nmax_new_tokens = 8\n[evaluation]\nbenchmarks = ["hashy"]\n')
+    d = _folder(tmp_path / "fresh", tiny_model_dir, repo_root, limit=6)
     runner = CliRunner()
     r = runner.invoke(app, ["-c", str(d / "evolver.toml"), "eval", "--generation", "0", "--json"])
     assert r.exit_code == 0, r.output
