@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from evolver.backends.base import Backend
 from evolver.backends.holder import BackendHolder
@@ -22,10 +21,13 @@ from evolver.errors import EvolverError
 from evolver.states import gen_name
 from evolver.store import Store
 
-Progress = Callable[[str, int, int], None]  # (label, done, total)
+class Progress(Protocol):
+    """(label, done, total) plus counts worth a heartbeat line: `tokens` written so far, a training `loss`."""
+
+    def __call__(self, label: str, done: int, total: int, **counts: Any) -> None: ...
 
 
-def no_progress(label: str, done: int, total: int) -> None:
+def no_progress(label: str, done: int, total: int, **counts: Any) -> None:
     return None
 
 

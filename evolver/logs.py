@@ -1,35 +1,50 @@
 """structlog set-up: JSON lines to `state/logs/evolver.jsonl` plus a readable console.
 
 Configured once per process by the CLI; library code only calls `structlog.get_logger()`.
+The file rotates by size (`logs.max_mb`, `logs.backups`: evolver.jsonl.1, .2, ...), so a daemon
+that runs for weeks keeps a bounded log.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 from pathlib import Path
+from typing import IO
 
 import structlog
 
-LEVELS = ("debug", "info", "warning", "error")
+from evolver.levels import LEVELS
+
+__all__ = ["LEVELS", "console_handler", "get_logger", "setup_logging"]
 
 
-def setup_logging(level: str = "info", log_dir: Path | None = None, console: bool = True) -> None:
-    """`level` is the console's; the JSON file always keeps info and above (debug too when asked)."""
+def console_handler(level: int, stream: IO[str] | None = None) -> logging.Handler:
+    """Readable lines (`timestamp [level] event key=value ...`) on stderr; colours only on a terminal."""
+    out = stream or sys.stderr
+    ch = logging.StreamHandler(out)
+    ch.setLevel(level)
+    ch.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processor=structlog.dev.ConsoleRenderer(colors=out.isatty())))
+    return ch
+
+
+def setup_logging(level: str = "info", log_dir: Path | None = None, console: bool = True,
+                  max_bytes: int = 0, backups: int = 0) -> None:
+    """`level` is the console's; the JSON file always keeps info and above (debug too when asked).
+    `max_bytes` > 0 rotates the file at that size, keeping `backups` old ones."""
     lvl = getattr(logging, level.upper())
     handlers: list[logging.Handler] = []
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_dir / "evolver.jsonl", encoding="utf-8")
+        fh = logging.handlers.RotatingFileHandler(log_dir / "evolver.jsonl", maxBytes=max_bytes, backupCount=backups,
+                                                  encoding="utf-8")
         fh.setLevel(min(lvl, logging.INFO))
         fh.setFormatter(structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer()))
         handlers.append(fh)
     if console:
-        ch = logging.StreamHandler(sys.stderr)
-        ch.setLevel(lvl)
-        ch.setFormatter(structlog.stdlib.ProcessorFormatter(
-            processor=structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())))
-        handlers.append(ch)
+        handlers.append(console_handler(lvl))
     root = logging.getLogger("evolver")
     for old in root.handlers:  # a second set-up in one process (tests) must not leak open files
         old.close()

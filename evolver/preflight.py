@@ -33,10 +33,21 @@ def check_references(loaded: LoadedConfig) -> list[str]:
     """Every problem with what `loaded` refers to, one line each ('FILE: key: problem, got value'); [] when none."""
     source = str(loaded.path) if loaded.path else "<built-in defaults>"
     problems: list[str] = []
-    for check in (_model, _state_dir, _suites, _instructions, _schedule, _backend, _sizes):
+    for check in (_model, _state_dir, _suites, _instructions, _schedule, _backend, _sizes, _trackers):
         problems += [f"{source}: {line}" for line in check(loaded)]
     problems += _policy(loaded, source)  # its lines name the policy file when the problem is inside it
     return problems
+
+
+# training.report_to names -> the module each tracker needs (transformers reports only to installed ones).
+TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}
+
+
+def _trackers(cfg: LoadedConfig) -> list[str]:
+    import importlib.util
+
+    return [_bad("training.report_to", f"{name} is not installed (pip install {TRACKER_MODULES[name]})", name)
+            for name in cfg.config.training.report_to if importlib.util.find_spec(TRACKER_MODULES[name]) is None]
 
 
 def _bad(key: str, problem: str, value: object) -> str:

@@ -181,7 +181,7 @@ def test_show_json_round_trips(non_default: Path, cli, use_file: bool) -> None:
     result = cli(*args, "config", "show", "--json")
     assert result.exit_code == 0, result.stderr
     expected = load_config(non_default).config if use_file else EvolverConfig()
-    assert validate(json.loads(result.stdout)) == expected
+    assert validate(json.loads(result.stdout)["config"]) == expected
 
 
 @pytest.mark.parametrize("use_file", [False, True], ids=["defaults", "custom"])
@@ -213,7 +213,7 @@ def test_config_is_found_through_the_environment(tmp_path: Path, cli, monkeypatc
     monkeypatch.setenv("EVOLVER_CONFIG", str(path))
     result = cli("config", "show", "--json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["seed"] == 99
+    assert json.loads(result.stdout)["config"]["seed"] == 99
 
 
 def test_relative_state_dir_resolves_against_the_config_file(tmp_path: Path) -> None:

@@ -190,6 +190,28 @@ def _with_config(world: Path, dest: Path, old: str, new: str) -> Path:
     return d
 
 
+def test_a_run_into_a_log_file_shows_each_phase_moving(world: Path, tmp_path: Path) -> None:
+    """`make run > log 2>&1`: no terminal, so every phase's start and end, each task's start and end, and the
+    training steps with their loss are lines on stderr (a heartbeat at most every 30 s between them)."""
+    d = _copy(world, tmp_path / "w")
+    log = tmp_path / "log"
+    with log.open("w") as fh:
+        r = subprocess.run([sys.executable, "-m", "evolver.cli.app", "run", "--generations", "1"], cwd=d,
+                           stdout=fh, stderr=subprocess.STDOUT, text=True, timeout=600)
+    text = log.read_text()
+    assert r.returncode == 0, text[-2000:]
+    lines = text.splitlines()
+    for phase in PHASES:
+        for event in ("phase.start", "phase.done"):
+            assert [ln for ln in lines if event in ln and f"phase={phase}" in ln and "generation=1" in ln], (event, phase)
+    assert [ln for ln in text.splitlines() if "phase.done" in ln and "phase=evaluate" in ln and "generation=0" in ln]
+    for task in ("'trial 1'", "'reflect r1'", "'eval hashy standard trial 1'", "sft", "dpo"):
+        assert [ln for ln in text.splitlines() if "progress.done" in ln and f"task={task} " in ln + " "], task
+    sft_done = next(ln for ln in text.splitlines() if "progress.done" in ln and "task=sft" in ln)
+    assert "loss=" in sft_done and "total=" in sft_done
+    assert "\x1b[" not in text  # no colour codes or bars in a log file
+
+
 def test_a_failing_stage_fails_its_generation_and_the_daemon_goes_on_then_gives_up(world: Path, tmp_path: Path) -> None:
     """Every SFT attempt crashes: each generation fails after `retries` + 1 attempts, the daemon starts the
     next one, and after `max_consecutive_failures` failed generations `evolver run` exits 1 with one line."""

@@ -28,7 +28,8 @@ PLAIN = ModelConfig(prompt_style="plain")  # no tokenizer needed for request-sha
 def _mock(handler: Any, **cfg: Any) -> tuple[OpenAIBackend, list[float]]:
     sleeps: list[float] = []
     conf = OpenAIBackendConfig(**{"base_url": "http://127.0.0.1:9/v1", "concurrency": 2, **cfg})
-    return OpenAIBackend("base-model", conf, PLAIN, sleep=sleeps.append, transport=httpx.MockTransport(handler)), sleeps
+    return OpenAIBackend("base-model", conf, PLAIN, sleep=sleeps.append, transport=httpx.MockTransport(handler),
+                         jitter=lambda cap: cap), sleeps
 
 
 def _answer(text: str = "ok", reason: str = "stop") -> httpx.Response:
@@ -80,6 +81,24 @@ def test_retries_429_and_5xx_with_exponential_backoff_then_succeeds() -> None:
     b.close()
 
 
+def test_backoff_is_fully_jittered_so_concurrent_retries_spread() -> None:
+    """Without a fixed jitter each delay is drawn from [0, cap]: 40 requests failing at once do not retry together."""
+    sleeps: list[float] = []
+    conf = OpenAIBackendConfig(base_url="http://127.0.0.1:9/v1", retries=1, concurrency=4)
+    calls: dict[int, int] = {}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seed = json.loads(req.content)["seed"]
+        calls[seed] = calls.get(seed, 0) + 1
+        return _answer("ok") if calls[seed] > 1 else httpx.Response(503, json={"error": {"message": "busy"}})
+
+    b = OpenAIBackend("base-model", conf, PLAIN, sleep=sleeps.append, transport=httpx.MockTransport(handler))
+    assert [o.text for o in b.generate(["a"] * 40, Sampling(), list(range(40)))] == ["ok"] * 40
+    b.close()
+    assert len(sleeps) == 40 and all(0.0 <= s <= 0.5 for s in sleeps)
+    assert len(set(sleeps)) > 30  # spread, not lockstep
+
+
 def test_retry_after_is_honoured_and_retries_run_out_with_the_server_message() -> None:
     b, sleeps = _mock(lambda req: httpx.Response(503, headers={"retry-after": "3"},
                                                  json={"error": {"message": "overloaded"}}), retries=2)
@@ -113,7 +132,7 @@ def test_unreachable_server_is_one_clear_line_after_retries() -> None:
     with pytest.raises(ServerError) as err:
         b.generate(["a"], Sampling(), [1])
     assert str(err.value) == f"cannot reach http://127.0.0.1:{port}/v1: connection refused"
-    assert sleeps == [0.5, 1.0]
+    assert len(sleeps) == 2 and 0 <= sleeps[0] <= 0.5 and 0 <= sleeps[1] <= 1.0  # full jitter under the caps
     b.close()
 
 

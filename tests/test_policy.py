@@ -359,7 +359,7 @@ def test_cli_pin_promote_rollback_events(tmp_path: Path, store: Store) -> None:
         if code == 1:
             assert r.stderr.count("\n") == 1
     r = run("events", "--json", "--limit", "3")
-    rows = json.loads(r.stdout)
+    rows = json.loads(r.stdout)["events"]
     assert [x["kind"] for x in rows] == ["pinned", "unpinned", "rolled_back"] and rows[-1]["reason"] == "rolled back by hand"
     r = run("events")
     assert r.exit_code == 0 and len(r.stdout.splitlines()) == 6 and "manual_promote" in r.stdout

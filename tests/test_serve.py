@@ -161,11 +161,41 @@ def test_chat_completions_apply_the_chat_template(world: dict[str, Any]) -> None
     assert body["choices"][0]["finish_reason"] == "stop"
 
 
+def test_streaming_through_the_openai_sdk(world: dict[str, Any]) -> None:
+    """`"stream": true` on both endpoints, read by the official client from a server on 127.0.0.1: the pieces
+    join into exactly the non-streamed answer, and the last chunk carries the finish reason."""
+    import openai
+
+    from evolver.serve.app import create_app
+    from evolver.serve.run import serve_in_thread
+
+    app = create_app(world["store"], world["ref"], world["model"], max_batch=4)
+    prompt = world["ref"].render(TAUGHT[0][0])
+    with serve_in_thread(app) as url:
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        whole = client.completions.create(model="base", prompt=prompt, max_tokens=16, temperature=0)
+        chunks = list(client.completions.create(model="base", prompt=prompt, max_tokens=16, temperature=0,
+                                                stream=True))
+        assert len(chunks) > 2 and all(c.model == "base" for c in chunks)
+        assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text == TAUGHT[0][1]
+        assert [c.choices[0].finish_reason for c in chunks][-1] == "stop"
+        assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
+        messages = [{"role": "user", "content": TAUGHT[1][0]}]
+        stream = client.chat.completions.create(model="gen-0001", messages=messages, max_tokens=16, temperature=0,
+                                                stream=True)
+        parts = list(stream)
+        assert parts[0].choices[0].delta.role == "assistant"
+        assert parts[-1].choices[0].finish_reason in ("stop", "length")
+        text = "".join(p.choices[0].delta.content or "" for p in parts)
+        plain = client.chat.completions.create(model="gen-0001", messages=messages, max_tokens=16, temperature=0)
+        assert text == plain.choices[0].message.content and text
+
+
 @pytest.mark.parametrize(("path", "body", "status", "needle"), [
     ("/v1/completions", {"prompt": "x", "temperature": -1}, 400, "temperature"),
     ("/v1/completions", {"temperature": 0}, 400, "prompt: required"),
     ("/v1/completions", {"prompt": "x", "n": 2}, 400, "n:"),
-    ("/v1/completions", {"prompt": "x", "stream": True}, 400, "stream"),
+    ("/v1/completions", {"prompt": "x", "stream": True, "logprobs": 0}, 400, "logprobs: not available with stream"),
     ("/v1/completions", {"prompt": "x", "max_tokens": 0}, 400, "max_tokens: 0 is allowed only with echo"),
     ("/v1/completions", {"prompt": "x", "model": "gen-0042"}, 404, "'gen-0042' not found"),
     ("/v1/completions", {"prompt": "x", "model": "gen-0003"}, 404, "no model yet (status 'running')"),

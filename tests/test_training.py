@@ -118,7 +118,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = build_tiny_model(root / "tiny", arch="llama")
     cfg, store = make_world(root / "w", base)
     seen: list[tuple[str, int, int]] = []
-    ctx1 = ctx_for(cfg, store, 1, 0, progress=lambda label, done, total: seen.append((label, done, total)))
+    ctx1 = ctx_for(cfg, store, 1, 0, progress=lambda label, done, total, **kw: seen.append((label, done, total)))
     store.put_dataset(1, "D+", "harvest", dplus_rows(16))
     store.put_dataset(1, "D±", "harvest", pair_rows(16))
     sft1 = run_sft(ctx1)
@@ -307,6 +307,28 @@ def test_dpo_reference_choices(trained: dict[str, Any], tmp_path: Path) -> None:
         chosen, _rejected = trainer.compute_ref_log_probs(model, batch)
         logps[ref] = chosen.tolist()
     assert len({tuple(v) for v in logps.values()}) == 3
+
+
+def test_report_to_tensorboard_writes_event_files(trained: dict[str, Any], tmp_path: Path) -> None:
+    """training.report_to = ["tensorboard"] reaches the child through its spec: event files with the loss
+    appear under RUNS/gen-NNNN-<phase>, offline; the default (none) writes no tracker files at all."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from evolver.training.child import run
+
+    spec = TrainSpec.load(trained["cfg"].state_dir / "train/gen-0001/sft/spec.json")
+    assert spec.report_to == [] and not (trained["cfg"].state_dir / "runs").exists()
+    runs = tmp_path / "runs"
+    this = spec.model_copy(update={"report_to": ["tensorboard"], "runs_dir": str(runs), "out_dir": str(tmp_path / "a"),
+                                   "result": str(tmp_path / "w" / "result.json"),
+                                   "schedule": Schedule(epochs=1, max_steps=2, learning_rate=1e-3)})
+    run(this)
+    events = list((runs / "gen-0001-sft").glob("events.out.tfevents.*"))
+    assert events, sorted(runs.rglob("*"))
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert "train/loss" in acc.Tags()["scalars"]
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
 
 
 def test_dpo_sft_weight_adds_the_chosen_nll(trained: dict[str, Any], tmp_path: Path) -> None:

@@ -40,6 +40,8 @@ def test_wheel_carries_the_defaults(wheel: Path) -> None:
     assert "evolver/_defaults/policies/default.toml" in names
     assert any(n.startswith("evolver/_defaults/evals/") for n in names)
     assert "evolver/cli/app.py" in names
+    assert "evolver/py.typed" in names  # type checkers read the package's annotations
+    assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names), names
     assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
 
 

@@ -14,6 +14,7 @@ chat endpoint and most hosted APIs do not: it raises `ServerError` there).
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,13 +51,14 @@ class OpenAIBackend:
 
     def __init__(self, base: str, cfg: OpenAIBackendConfig, model_cfg: ModelConfig | None = None, *,
                  backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, jitter: Callable[[float], float] | None = None) -> None:
         self.base = base
         self.cfg = cfg
         self.model_cfg = model_cfg or ModelConfig()
         self.url = cfg.base_url.rstrip("/")
         self.backoff_s = backoff_s
         self._sleep = sleep
+        self._jitter = jitter or full_jitter
         key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
@@ -186,7 +188,8 @@ class OpenAIBackend:
                 return min(float(retry_after), 60.0)
             except ValueError:
                 pass  # an HTTP date: fall back to our own backoff
-        return min(self.backoff_s * 2**attempt, 30.0)
+        return self._jitter(min(self.backoff_s * 2**attempt, 30.0))
+
 
     def _output(self, data: dict[str, Any]) -> Output:
         choice = data["choices"][0]
@@ -237,3 +240,9 @@ def _error_message(r: httpx.Response) -> str:
     if isinstance(data, dict) and data.get("message"):
         return str(data["message"])
     return str(data)[:200]
+
+
+def full_jitter(cap: float) -> float:
+    """A delay drawn uniformly from [0, cap] ("full jitter"): requests that failed together retry apart
+    instead of in lockstep. A server's Retry-After is honoured as given."""
+    return random.uniform(0.0, cap)

@@ -2,6 +2,10 @@
 
 Commands raise `EvolverError`s (UsageError for bad input, exit 2; the rest exit 1); the CLI
 turns them into one line and an exit code in exactly one place (`evolver.cli.app`).
+
+Output options are shared, not copied (sqlite-utils' `output_options`): every command takes the same
+`--json` flag (`JsonFlag`) and prints its document through `emit_json`, which stamps it with
+`schema_version`; errors under `--json` are documents of the same kind.
 """
 
 from __future__ import annotations
@@ -9,18 +13,26 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from evolver.config import LoadedConfig, load_config
 from evolver.errors import EvolverError, UsageError
 
-__all__ = ["EvolverError", "Globals", "RuntimeFailure", "UsageError", "console", "emit_json", "find_config",
-           "get_globals", "loaded_config", "open_store", "setup_logs"]
+if TYPE_CHECKING:
+    from evolver.config import LoadedConfig
+    from evolver.store.reader import ReadStore
+
+__all__ = ["SCHEMA_VERSION", "EvolverError", "Globals", "JsonFlag", "RuntimeFailure", "UsageError", "console",
+           "emit_json", "find_config", "get_globals", "loaded_config", "open_reader", "open_store", "setup_logs"]
+
+# The version of every JSON document the CLI prints; raised when a field changes meaning or goes away.
+SCHEMA_VERSION = 1
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document (with schema_version) on stdout.")]
 
 
 class RuntimeFailure(EvolverError):
@@ -31,6 +43,7 @@ class RuntimeFailure(EvolverError):
 class Globals:
     config_path: Path | None
     log_level: str
+    overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE, in order
 
 
 def find_config(explicit: Path | None) -> Path | None:
@@ -52,8 +65,12 @@ def get_globals(ctx: typer.Context) -> Globals:
 
 
 def loaded_config(ctx: typer.Context, explicit: Path | None = None) -> LoadedConfig:
-    """The config a command runs on: its own --config if it has one, else the global one, else the usual search."""
-    return load_config(find_config(explicit or get_globals(ctx).config_path))
+    """The config a command runs on: its own --config if it has one, else the global one, else the usual
+    search; then the environment (EVOLVER_*) and the global --set overrides on top."""
+    from evolver.config import load_config
+
+    g = get_globals(ctx)
+    return load_config(find_config(explicit or g.config_path), g.overrides)
 
 
 def open_store(cfg: LoadedConfig, create: bool = True):  # noqa: ANN201 - a Store, imported lazily
@@ -66,6 +83,14 @@ def open_store(cfg: LoadedConfig, create: bool = True):  # noqa: ANN201 - a Stor
     return Store.open(db)
 
 
+def open_reader(cfg: LoadedConfig) -> ReadStore | None:
+    """The store read-only over sqlite3 alone (no sqlalchemy: read commands start fast); None before the first run."""
+    from evolver.store.reader import ReadStore
+
+    db = cfg.state_dir / "evolver.db"
+    return ReadStore.open(db) if db.exists() else None
+
+
 def setup_logs(ctx: typer.Context, cfg: LoadedConfig) -> None:
     """Console logs at --log-level; JSON lines to state/logs/evolver.jsonl once the state dir exists.
 
@@ -74,12 +99,23 @@ def setup_logs(ctx: typer.Context, cfg: LoadedConfig) -> None:
     from evolver.logs import setup_logging
 
     state_dir = cfg.state_dir
-    setup_logging(get_globals(ctx).log_level, state_dir / "logs" if state_dir.is_dir() else None)
+    logs = cfg.config.logs
+    setup_logging(get_globals(ctx).log_level, state_dir / "logs" if state_dir.is_dir() else None,
+                  max_bytes=int(logs.max_mb * 2**20), backups=logs.backups)
 
 
 def console() -> Console:
     return Console(highlight=False)
 
 
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def document(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` as a versioned document: `schema_version` first."""
+    return {"schema_version": SCHEMA_VERSION, **data}
+
+
+def emit_json(data: dict[str, Any], compact: bool = False) -> None:
+    """Print one JSON document on stdout; `compact` for big ones (one line, C-speed encoding)."""
+    if compact:
+        sys.stdout.write(json.dumps(document(data), separators=(",", ":"), default=str) + "\n")
+    else:
+        sys.stdout.write(json.dumps(document(data), indent=2, default=str) + "\n")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evolver.cli.common import UsageError, console, emit_json, loaded_config, open_store
+from evolver.cli.common import JsonFlag, UsageError, console, emit_json, loaded_config, open_store
 
 
 def register(app: typer.Typer) -> None:
@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
         generation: int | None = typer.Option(None, "--generation", "-g", help="Generation to export (default: imported seed data)."),
         fmt: str = typer.Option("reflectevo", "--format", help="reflectevo (JSONL) or hf (datasets save_to_disk)."),
         out: Path = typer.Option(..., "--out", help="Output directory."),
+        as_json: JsonFlag = False,
     ) -> None:
         """Write D+, D± and Dpref of a generation with the field names of the ReflectEvo release."""
         from evolver.reflection.interchange import export_snapshots
@@ -30,6 +31,9 @@ def register(app: typer.Typer) -> None:
                 return export_snapshots(store, generation, out, fmt)
 
         written = body()
+        if as_json:
+            emit_json({"generation": generation, "format": fmt, "written": {k: str(p) for k, p in written.items()}})
+            return
         for kind, path in written.items():
             console().print(f"{kind}: {path}")
         if not written:
@@ -42,7 +46,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("reflectevo", "--format", help="Input format (reflectevo)."),
         kind: str | None = typer.Option(None, "--kind", help="D+, D± or Dpref (default: from the fields and file name)."),
         on_error: str = typer.Option("abort", "--on-error", help="abort: import nothing if any row is bad; skip: skip bad rows."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        as_json: JsonFlag = False,
     ) -> None:
         """Load public ReflectEvo data into the store as seed data, with its source recorded."""
         from evolver.reflection.interchange import InterchangeError, import_file

@@ -1,9 +1,10 @@
-"""`evolver eval`: score a benchmark suite.
+"""`evolver eval`: evaluate a generation's model, or score saved outputs without one.
 
-Today it scores saved outputs (`--predictions FILE.jsonl`, lines `{"id": ..., "output": ...}`) with
-the suite's own scorer, loading no model. Evaluating a model generation (`--generation N`) will be
-a second path in this same command; the scoring path lives in `score_predictions_file` so the two
-stay apart.
+`--generation N` runs (or reads from the store) the generation's evaluation; on a folder where the
+daemon never ran, `--generation 0` first creates the store and generation 0 exactly as the daemon
+would, so the base model's scores are there before the first `evolver run` (which then finds them
+cached). `--predictions FILE.jsonl` (lines `{"id": ..., "output": ...}`) scores with the suite's own
+scorer, loading no model; that path lives in `score_predictions_file` so the two stay apart.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 
 import typer
 
-from evolver.cli.common import RuntimeFailure, UsageError, console, emit_json, loaded_config
-from evolver.states import GenStatus, gen_name
+from evolver.cli.common import JsonFlag, RuntimeFailure, UsageError, console, emit_json, loaded_config, setup_logs
+from evolver.states import BASE_GENERATION, GenStatus, gen_name
 
 SHOW_IDS = 10
 
@@ -123,25 +124,41 @@ def render(outcome: EvalOutcome, show_wrong: int = 0):  # noqa: ANN201 - a rich 
     return Group(*parts)
 
 
-def evaluate_generation(ctx: typer.Context, generation: int, benchmark: str | None) -> dict[str, Any]:
-    """Run (or read from the store) a generation's evaluation on one or every configured suite."""
+def evaluate_generation(ctx: typer.Context, generation: int, benchmark: str | None,
+                        progress: Any = None) -> dict[str, Any]:
+    """Run (or read from the store) a generation's evaluation on one or every configured suite.
+
+    Generation 0 is the base model: on a fresh folder its row (and the store) is created here as the
+    daemon creates it, so `evolver run` later finds the evaluation cached."""
     from evolver.backends.holder import BackendHolder
-    from evolver.context import StageContext
+    from evolver.context import StageContext, no_progress
+    from evolver.daemon.cycle import create_generation
     from evolver.evaluation.run import evaluate, stored_report
+    from evolver.preflight import check_references
     from evolver.store import Store
 
     cfg = loaded_config(ctx)
     db = cfg.state_dir / "evolver.db"
+    if not db.exists() and generation != BASE_GENERATION:
+        raise UsageError(f"{db}: no store yet, so no generation {generation} (`evolver eval --generation 0`"
+                         " evaluates the base model; `evolver run` evolves)")
     if not db.exists():
-        raise UsageError(f"{db}: no store yet (run `evolver run` first)")
+        problems = check_references(cfg)
+        if problems:  # as `evolver run` would: nothing is written for a config that cannot run
+            from evolver.config import ConfigError
+
+            raise ConfigError("\n".join(problems))
     with Store.open(db) as store, BackendHolder(cfg) as backends:
         g = store.generation(generation)
+        if g is None and generation == BASE_GENERATION:
+            create_generation(cfg, store, BASE_GENERATION, None, GenStatus.BASE)
+            g = store.generation(generation)
         if g is None:
             raise UsageError(f"generation {generation} does not exist")
         if g.status in (GenStatus.FAILED, GenStatus.RUNNING) and not store.eval_results(generation):
             raise RuntimeFailure(f"{gen_name(generation)} is {g.status}; it has no model to evaluate")
         suites = [benchmark] if benchmark else cfg.config.evaluation.benchmarks
-        sctx = StageContext(cfg, store, generation, g.parent_id, backends)
+        sctx = StageContext(cfg, store, generation, g.parent_id, backends, progress=progress or no_progress)
         return {suite: stored_report(sctx, evaluate(sctx, suite, generation)) for suite in suites}
 
 
@@ -173,7 +190,7 @@ def register(app: typer.Typer) -> None:
         split: str | None = typer.Option(None, "--split", help="Split to score (default: the manifest's)."),
         workers: int = typer.Option(1, "--workers", min=1, max=64, help="Items scored at once (code runs in parallel sandboxes)."),
         show_wrong: int = typer.Option(0, "--show-wrong", min=0, help="Also list the first N wrong rows."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON (with every row's verdict)."),
+        as_json: JsonFlag = False,
     ) -> None:
         """Evaluate a generation (acc@t1, acc@t2, paper protocol), or score saved predictions without a model.
 
@@ -184,7 +201,13 @@ def register(app: typer.Typer) -> None:
         if predictions is not None and generation is not None:
             raise UsageError("--generation and --predictions exclude each other")
         if generation is not None:
-            results = evaluate_generation(ctx, generation, benchmark)
+            from rich.console import Console
+
+            from evolver.cli.progress import run_progress
+
+            setup_logs(ctx, loaded_config(ctx))
+            with run_progress(Console(stderr=True, highlight=False)) as progress:
+                results = evaluate_generation(ctx, generation, benchmark, progress)
             if as_json:
                 emit_json({"generation": generation, "results": results})
             else:

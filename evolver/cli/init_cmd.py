@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from evolver.cli.common import UsageError, console, get_globals
+from evolver.cli.common import JsonFlag, UsageError, console, emit_json, get_globals
 
 DEFAULT_FILES = ("evolver.toml", "policies", "evals")
 
@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         directory: Path = typer.Argument(Path("."), help="Directory to set up (created if missing)."),
         force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+        as_json: JsonFlag = False,
     ) -> None:
         """Write evolver.toml, policies/, evals/ and an empty state/ into DIRECTORY."""
         from evolver.logs import get_logger, setup_logging
@@ -49,6 +50,9 @@ def register(app: typer.Typer) -> None:
         written = init_dir(directory, force)
         setup_logging(get_globals(ctx).log_level, directory / "state" / "logs")
         get_logger().info("init", directory=str(directory.resolve()), force=force)
+        if as_json:
+            emit_json({"directory": str(directory.resolve()), "written": [str(p) for p in written]})
+            return
         out = console()
         for p in written:
             out.print(f"wrote {p}")

@@ -3,18 +3,22 @@ the end of `evolver run` (the newest generations). Imported inside command bodie
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 
-from evolver.config import LoadedConfig
-from evolver.store import Store
 from evolver.store.lineage import Lineage, fill_lineage, lineage_skeleton, load_lineage
+from evolver.store.reader import ReadStore, Rows
 from evolver.views.lineage import lineage_view
 from evolver.views.tree import window_ids
+
+if TYPE_CHECKING:
+    from evolver.config import LoadedConfig
 
 LAST = 20  # generations drawn after a run; `evolver lineage --all` shows every one
 
 
-def read_lineage(store: Store, last: int | None) -> Lineage:
+def read_lineage(store: Rows, last: int | None) -> Lineage:
     """Every generation in full (`last` None), or the skeleton filled only where the newest-`last` window draws."""
     if last is None:
         return load_lineage(store)
@@ -26,6 +30,6 @@ def print_lineage(cfg: LoadedConfig, out: Console, last: int | None = LAST) -> N
     db = cfg.state_dir / "evolver.db"
     if not db.exists():
         return
-    with Store.open(db) as store:
+    with ReadStore.open(db) as store:
         lin = read_lineage(store, last)
     out.print(lineage_view(lin, last=last))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from evolver.cli.common import RuntimeFailure, console, loaded_config, setup_logs
+from evolver.cli.common import JsonFlag, RuntimeFailure, console, emit_json, get_globals, loaded_config, setup_logs
 from evolver.config import ConfigError
 
 
@@ -24,10 +24,16 @@ def register(app: typer.Typer) -> None:
                                                help="Stop after this many generations (default: run until stopped)."),
         config: Path | None = typer.Option(None, "--config", "-c",
                                            help="Config file; same as `evolver --config FILE run` (systemd units read better)."),
+        as_json: JsonFlag = False,
     ) -> None:
-        """Evolve: generate → harvest → SFT → DPO → evaluate → decide, generation after generation."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        """Evolve: generate → harvest → SFT → DPO → evaluate → decide, generation after generation.
 
+        Progress: bars on a terminal; otherwise (a log file, CI, systemd) one line per phase and task start
+        and end on stderr, and a heartbeat at most every 30 s with counts, rates, training step and loss.
+        """
+        from rich.console import Console
+
+        from evolver.cli.progress import run_progress
         from evolver.daemon.runner import Daemon
 
         cfg = loaded_config(ctx, config)
@@ -37,26 +43,22 @@ def register(app: typer.Typer) -> None:
         if problems:  # one line each, exit 2, before anything is written
             raise ConfigError("\n".join(problems))
         setup_logs(ctx, cfg)
-        out = console()
-        bars = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=out, transient=True)
-        tasks: dict[str, int] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bars.add_task(label, total=total)
-            bars.update(tasks[label], completed=done, total=total)
-
-        daemon = Daemon(cfg, generations, progress)
+        out = console() if not as_json else Console(stderr=True, highlight=False)  # stdout: the document alone
         t0 = time.time()
         out.print(f"evolver: state in {cfg.state_dir}; stop with Ctrl-C (twice to exit at once)")
-        with bars:
-            result = daemon.run()
+        console_info = get_globals(ctx).log_level in ("debug", "info")  # phase lines already reach the console
+        with run_progress(Console(stderr=True, highlight=False), quiet_logs=console_info) as progress:
+            result = Daemon(cfg, generations, progress).run()
         if result.fatal:
             raise RuntimeFailure(f"gave up after {len(result.generations)} generation(s): {result.fatal}")
+        if as_json:
+            emit_json({"generations": result.generations, "failed": result.failed, "stopped": result.stopped,
+                       "minutes": round((time.time() - t0) / 60, 2)})
+            return
         out.print(f"{'stopped' if result.stopped else 'finished'} after {len(result.generations)} generation(s) "
                   f"in {(time.time() - t0) / 60:.1f} min")
         from evolver.cli.lineage_view import print_lineage
 
         print_lineage(cfg, out)
         out.print("next: evolver status · evolver lineage · evolver show N · evolver tui")
+

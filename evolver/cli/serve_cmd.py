@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from evolver.cli.common import RuntimeFailure, UsageError, get_globals, loaded_config, open_store, setup_logs
+from evolver.cli.common import JsonFlag, RuntimeFailure, UsageError, emit_json, get_globals, loaded_config, open_store, setup_logs
 
 
 def register(app: typer.Typer) -> None:
@@ -22,8 +22,10 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default; the API has no auth)."),
         port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0 = any free one; the URL is printed)."),
         max_batch: int = typer.Option(0, "--max-batch", min=0, help="Requests per batch (0 = generation.batch_size)."),
+        as_json: JsonFlag = False,
     ) -> None:
-        """Serve generations over HTTP: /v1/models, /v1/completions, /v1/chat/completions ('current' by default)."""
+        """Serve generations over HTTP: /v1/models, /v1/completions, /v1/chat/completions ('current' by default;
+        "stream": true for server-sent events). With --json the listening URL is one JSON line on stdout."""
 
         def prepare() -> tuple[object, socket.socket, object, object]:
             from evolver.backends.transformers_backend import TransformersBackend
@@ -53,8 +55,12 @@ def register(app: typer.Typer) -> None:
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         if not ipaddress.ip_address(bound_host).is_loopback:
             sys.stderr.write(f"evolver: warning: listening on {bound_host}, beyond this machine; the API has no authentication\n")
-        print(f"evolver: serving on http://{shown}:{bound_port}/v1 (model 'current' follows the store's pointers)",
-              flush=True)
+        url = f"http://{shown}:{bound_port}/v1"
+        if as_json:
+            emit_json({"url": url, "host": bound_host, "port": bound_port}, compact=True)
+            sys.stdout.flush()
+        else:
+            print(f"evolver: serving on {url} (model 'current' follows the store's pointers)", flush=True)
         level = get_globals(ctx).log_level
         server = uvicorn.Server(uvicorn.Config(app_, log_level=level, access_log=level in ("debug", "info")))
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it found:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from evolver.cli.common import console, emit_json, loaded_config, open_store, setup_logs
+from evolver.cli.common import JsonFlag, console, emit_json, loaded_config, open_reader, setup_logs
 
 
 def register(app: typer.Typer) -> None:
     @app.command("status")
-    def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         """Current generation and phase, the promoted/pinned model, the last decision, the daemon."""
         from evolver.daemon.lock import holder
         from evolver.logs import get_logger
@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = loaded_config(ctx)
         setup_logs(ctx, cfg)
-        store = open_store(cfg, create=False)
+        store = open_reader(cfg)
         try:
             info = status_summary(store, cfg.state_dir, holder(cfg.state_dir))
         finally:

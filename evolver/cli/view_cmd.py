@@ -7,16 +7,14 @@ rendering from evolver.views.
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from evolver.cli.common import RuntimeFailure, UsageError, console, emit_json, loaded_config, open_store
+from evolver.cli.common import JsonFlag, RuntimeFailure, UsageError, console, emit_json, loaded_config, open_reader
 
 
 def _lineage(ctx: typer.Context, benchmark: str | None, last: int | None = None) -> Any:
@@ -26,7 +24,7 @@ def _lineage(ctx: typer.Context, benchmark: str | None, last: int | None = None)
     from evolver.store.lineage import Lineage
 
     cfg = loaded_config(ctx)
-    store = open_store(cfg, create=False)
+    store = open_reader(cfg)
     if store is None:
         return Lineage({}, None, None, None, time.time())
     try:
@@ -54,7 +52,7 @@ def register(app: typer.Typer) -> None:
     @app.command("lineage")
     def lineage(
         ctx: typer.Context,
-        as_json: bool = typer.Option(False, "--json", help="Print compact JSON (every generation)."),
+        as_json: JsonFlag = False,
         benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Only this benchmark's numbers."),
         show_all: bool = typer.Option(False, "--all", help="Every generation, not only the newest."),
         last: int = typer.Option(50, "--last", min=1, help="Show the newest N generations (and what leads to them)."),
@@ -72,7 +70,7 @@ def register(app: typer.Typer) -> None:
 
         lin = _lineage(ctx, benchmark, None if as_json or show_all else last)
         if as_json:  # compact: C-speed encoding (1,000 generations pretty-printed take 0.5 s and 60k lines)
-            sys.stdout.write(json.dumps(lineage_json(lin, benchmark), separators=(",", ":"), default=str) + "\n")
+            emit_json(lineage_json(lin, benchmark), compact=True)
             return
         console().print(lineage_view(lin, benchmark, None if show_all else last))
 
@@ -80,7 +78,7 @@ def register(app: typer.Typer) -> None:
     def show(
         ctx: typer.Context,
         gen: int = typer.Argument(..., min=0, help="Generation id."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        as_json: JsonFlag = False,
         benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Only this benchmark's numbers."),
         samples: int = typer.Option(3, "--samples", min=0, help="Reflection pairs to show (fixed vs not)."),
     ) -> None:
@@ -91,7 +89,7 @@ def register(app: typer.Typer) -> None:
 
         def body() -> Any:
             cfg = loaded_config(ctx)
-            store = open_store(cfg, create=False)
+            store = open_reader(cfg)
             if store is None:
                 raise RuntimeFailure(f"{cfg.state_dir / 'evolver.db'}: no store yet (run `evolver run` first)")
             try:
@@ -112,22 +110,32 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
         interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between polls."),
+        as_json: JsonFlag = False,
     ) -> None:
-        """A live dashboard while the daemon runs: generation, phase, progress, throughput, recent events."""
+        """A live dashboard while the daemon runs: generation, phase, progress, throughput, recent events.
+
+        With --json, one snapshot as JSON (what the dashboard would draw) and exit.
+        """
         from evolver.daemon.lock import holder
         from evolver.store.watch import load_watch
         from evolver.views.watch import watch_view
 
         cfg = loaded_config(ctx)
 
-        def frame() -> Any:
-            store = open_store(cfg, create=False)  # re-checked each poll: the daemon may create it meanwhile
+        def info() -> Any:
+            store = open_reader(cfg)  # re-checked each poll: the daemon may create it meanwhile
             try:
-                return watch_view(load_watch(store, holder(cfg.state_dir)))
+                return load_watch(store, holder(cfg.state_dir))
             finally:
                 if store is not None:
                     store.close()
 
+        def frame() -> Any:
+            return watch_view(info())
+
+        if as_json:
+            emit_json({"watch": _plain(info())})
+            return
         out = console()
         if once:
             out.print(frame())
@@ -150,6 +158,7 @@ def register(app: typer.Typer) -> None:
         screenshot: Path | None = typer.Option(
             None, "--screenshot", help="Render the first frame headless into this SVG file and exit (no terminal needed)."),
         size: str = typer.Option("150x42", "--size", help="With --screenshot: the terminal size, COLUMNSxROWS."),
+        as_json: JsonFlag = False,
     ) -> None:
         """Interactive lineage: arrows to move, p pin, u unpin, r rollback (each confirmed), a all, q quit.
 
@@ -164,20 +173,24 @@ def register(app: typer.Typer) -> None:
         from evolver.tui.app import EvolverApp
 
         if screenshot is None or frame is None:
+            if as_json:
+                raise UsageError("tui --json needs --screenshot (the interactive app has no JSON)")
             EvolverApp(db, refresh_seconds=refresh, benchmark=benchmark).run()
             return
         svg = EvolverApp(db, refresh_seconds=0, benchmark=benchmark).first_frame(frame)
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         screenshot.write_text(svg, encoding="utf-8")
-        typer.echo(f"wrote {screenshot}")
+        _wrote(screenshot, as_json)
 
     @app.command("plot")
     def plot(
         ctx: typer.Context,
         out: Path | None = typer.Option(None, "--out", "-o", help="PNG file (default: STATE/plots/accuracy.png)."),
         benchmark: str | None = typer.Option(None, "--benchmark", "-b", help="Only this benchmark."),
+        as_json: JsonFlag = False,
     ) -> None:
-        """acc@t1 and acc@t2 across generations, promotions marked, as a PNG."""
+        """acc@t1 and acc@t2 across generations as a PNG: a panel per suite and level, every candidate
+        marked (promoted, rejected, failed, rolled back), the served line drawn through them."""
 
         def body() -> Path:
             from evolver.views.plot import plot_accuracy
@@ -189,5 +202,24 @@ def register(app: typer.Typer) -> None:
             target = out if out is not None else cfg.state_dir / "plots" / "accuracy.png"
             return plot_accuracy(lin, target, benchmark)
 
-        path = body()
+        _wrote(body(), as_json)
+
+
+def _wrote(path: Path, as_json: bool) -> None:
+    if as_json:
+        emit_json({"wrote": str(path)})
+    else:
         typer.echo(f"wrote {path}")
+
+
+def _plain(obj: Any) -> Any:
+    """A dataclass tree (the watch snapshot) as JSON-ready values."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k) if not isinstance(k, tuple) else "/".join(map(str, k)): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from evolver.cli.common import RuntimeFailure, console, emit_json
+from evolver.cli.common import JsonFlag, RuntimeFailure, console, emit_json
+
+
+def console_stderr():  # noqa: ANN201 - a rich Console
+    """Under --json the training log goes to stderr, so stdout holds the document alone."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +28,7 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(2, "--threads", help="torch CPU threads (the shipped weights used 2)."),
         resume: Path | None = typer.Option(None, "--resume", help="Folder saved after --cycles-done cycles of this config."),
         cycles_done: int = typer.Option(1, "--cycles-done", help="Cycles the --resume folder has finished."),
+        as_json: JsonFlag = False,
     ) -> None:
         """Pretrain the world model from scratch (3 x 750 steps, about 25 min on 2 cores); same seed,
         steps and threads reproduce the shipped weights."""
@@ -31,14 +39,17 @@ def register(app: typer.Typer) -> None:
 
         cfg = replace(PretrainConfig(), seed=seed, threads=threads, **({"steps": steps} if steps else {}))
         target = out or base_model_path()
-        out_console = console()
+        out_console = console() if not as_json else console_stderr()
         meta = pretrain(target, cfg, log=out_console.print,
-                           resume=None if resume is None else (resume, cycles_done))
+                        resume=None if resume is None else (resume, cycles_done))
+        if as_json:
+            emit_json({"path": str(target), **meta})
+            return
         out_console.print(f"saved {target} ({meta['parameters'] / 1e6:.2f} M parameters, {meta['seconds']} s, "
                           f"weights sha256 {meta['weights_sha256'][:12]})")
 
     @world.command("info")
-    def info_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    def info_cmd(as_json: JsonFlag = False) -> None:
         """Where the shipped model lives, its size and how it was trained (meta.json)."""
         import json
 

@@ -1,16 +1,20 @@
-"""Read `evolver.toml` with tomllib and validate it, turning every problem into one line."""
+"""Read `evolver.toml` with tomllib, layer the environment and `--set` over it (layers.py) and
+validate, turning every problem into one line; write configs back as TOML with tomlkit."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from evolver.config import layers
 from evolver.config.schema import EvolverConfig
 from evolver.errors import UsageError
 
@@ -25,6 +29,7 @@ class LoadedConfig:
 
     config: EvolverConfig
     path: Path | None
+    sources: dict[str, str] = field(default_factory=dict, compare=False)  # leaf key -> the layer that set it
 
     @property
     def root(self) -> Path:
@@ -134,12 +139,28 @@ def validate(data: dict[str, Any], source: str = "<config>") -> EvolverConfig:
         raise ConfigError(format_validation_error(source, err)) from None
 
 
-def load_config(path: str | Path | None) -> LoadedConfig:
-    """Load and validate a config file; `None` gives the built-in defaults."""
-    if path is None:
-        return LoadedConfig(EvolverConfig(), None)
-    p = Path(path).expanduser()
-    return LoadedConfig(validate(read_toml(p, "config"), str(p)), p.resolve())
+def load_config(path: str | Path | None, overrides: Sequence[str] = (),
+                environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Defaults < the file at `path` (None: none) < `EVOLVER_*` variables of `environ` (default: the
+    process's) < `overrides` ("key=value", the CLI's --set), validated; each problem names its layer."""
+    p = None if path is None else Path(path).expanduser()
+    data = {} if p is None else read_toml(p, "config")
+    label = str(p) if p is not None else layers.DEFAULT
+    config = validate(data, label)
+    file_data = data
+    try:
+        env = layers.env_layer(os.environ if environ is None else environ)
+        sets = layers.set_layer(overrides)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if env:
+        data = layers.merge(data, layers.nest(env))
+        config = validate(data, "environment (EVOLVER_*)")
+    if sets:
+        data = layers.merge(data, layers.nest(sets))
+        config = validate(data, "--set")
+    return LoadedConfig(config, p.resolve() if p is not None else None,
+                        layers.sources(file_data, label, env, sets, config))
 
 
 def read_toml(p: Path, what: str, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
@@ -156,47 +177,65 @@ def read_toml(p: Path, what: str, error: type[ConfigError] = ConfigError) -> dic
 
 def _descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
-    for name, field in model.model_fields.items():
+    for name, info in model.model_fields.items():
         key = f"{prefix}{name}"
-        if field.description:
-            out[key] = field.description
-        ann = field.annotation
+        if info.description:
+            out[key] = info.description
+        ann = info.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             out.update(_descriptions(ann, key + "."))
     return out
 
 
-def _toml_value(v: Any) -> str:
-    # JSON scalars and arrays are TOML too, provided non-ASCII text stays literal: TOML rejects the
-    # surrogate-pair escapes json.dumps would write for characters outside the BMP.
-    return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
+def to_toml(config: EvolverConfig, annotated: bool = False, notes: Mapping[str, str] | None = None) -> str:
+    """Render a config as TOML that loads again (tomlkit: `inf`, non-ASCII text and quotes as TOML has them).
 
+    Tables in schema order, None values left out. `annotated` adds each key's description as a
+    comment; `notes` (dotted key -> text, e.g. where each value came from) add their own.
+    """
+    import tomlkit
 
-def to_toml(config: EvolverConfig, annotated: bool = False) -> str:
-    """Render a config as TOML (tables in schema order, None values left out); `annotated` adds each key's help."""
-    data = config.model_dump(mode="json")
-    lines: list[str] = []
-    notes = _descriptions(EvolverConfig) if annotated else {}
+    described = _descriptions(EvolverConfig) if annotated else {}
 
-    def emit(table: str, d: dict[str, Any]) -> None:
-        scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and v is not None
-                   and not (isinstance(v, list) and v and isinstance(v[0], dict))}
-        if table:
-            if table in notes:
-                lines.append(f"\n# {notes[table]}")
-            lines.append(f"[{table}]" if table in notes else f"\n[{table}]")
-        for k, v in scalars.items():
-            note = notes.get(f"{table}.{k}" if table else k)
-            lines.append(f"{k} = {_toml_value(v)}" + (f"  # {note}" if note else ""))
+    def note(key: str) -> str | None:
+        parts = [t for t in (described.get(key), (notes or {}).get(key)) if t]
+        return "; ".join(parts) or None
+
+    def fill(container: Any, d: dict[str, Any], prefix: str) -> None:
+        for k, v in d.items():  # scalars and arrays first: TOML puts a table's own keys before its sub-tables
+            if v is None or isinstance(v, dict) or (isinstance(v, list) and v and isinstance(v[0], dict)):
+                continue
+            item = tomlkit.item(v)
+            text = note(prefix + k)
+            if text:
+                item.comment(text)
+            container.add(k, item)
         for k, v in d.items():
             if isinstance(v, list) and v and isinstance(v[0], dict):
-                for item in v:
-                    lines.append(f"\n[[{table + '.' if table else ''}{k}]]")
-                    for ik, iv in item.items():
-                        lines.append(f"{ik} = {_toml_value(iv)}")
+                aot = tomlkit.aot()
+                for row in v:
+                    aot.append(_table(row))
+                container.add(k, aot)
         for k, v in d.items():
             if isinstance(v, dict):
-                emit(f"{table}.{k}" if table else k, v)
+                text = note(prefix + k)
+                if text:
+                    container.add(tomlkit.nl())
+                    container.add(tomlkit.comment(text))
+                table = tomlkit.table()
+                fill(table, v, f"{prefix}{k}.")
+                container.add(k, table)
 
-    emit("", data)
-    return "\n".join(lines).lstrip() + "\n"
+    doc = tomlkit.document()
+    fill(doc, config.model_dump(), "")
+    return tomlkit.dumps(doc)
+
+
+def _table(row: dict[str, Any]) -> Any:
+    import tomlkit
+
+    t = tomlkit.table()
+    for k, v in row.items():
+        if v is not None:
+            t.add(k, v)
+    return t

@@ -140,6 +140,10 @@ class TrainingConfig(_Section):
     data_window: int = Field(1, ge=1, le=1000, description="Train on the last N generations' snapshots.")
     lr_decay: float = Field(
         1.0, gt=0.0, le=1.0, description="Learning rate x lr_decay^(depth-1): smaller steps deeper in a lineage.")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
+        default_factory=list,
+        description="Experiment trackers the trainer logs to (each must be installed); empty = none."
+                    " TensorBoard writes under STATE/runs/gen-NNNN-<phase>.")
     launcher: Literal["python", "accelerate"] = Field("python", description="Child-process launcher for training.")
     accelerate_args: list[str] = Field(default_factory=list, description="Extra args for `accelerate launch` (multi-GPU).")
     seed: int = Field(42, ge=0, description="Training seed.")
@@ -173,6 +177,11 @@ class DaemonConfig(_Section):
     stop_timeout_s: float = Field(30.0, gt=0, description="Seconds a SIGTERM may take to reach a safe point.")
 
 
+class LogsConfig(_Section):
+    max_mb: float = Field(20.0, ge=0, description="Rotate STATE/logs/evolver.jsonl at this size in MiB (0 = never).")
+    backups: int = Field(5, ge=0, le=1000, description="Rotated log files kept (evolver.jsonl.1, .2, ...).")
+
+
 class EvolverConfig(_Section):
     state_dir: str = Field("state", description="Store, adapters and logs; relative to the config file.")
     seed: int = Field(0, ge=0, description="Root seed of the whole run.")
@@ -183,6 +192,7 @@ class EvolverConfig(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Held-out evaluation.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="Promotion policy.")
     daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="Daemon schedule and housekeeping.")
+    logs: LogsConfig = Field(default_factory=LogsConfig, description="The JSON-lines log under STATE/logs/.")
 
     @model_validator(mode="after")
     def _consistent(self) -> EvolverConfig:

@@ -71,7 +71,7 @@ def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None 
                         reflect=greedy_r, pick=fixed_picker(ins), seed=c.seed, instructions={ins.id: ins},
                         fixed_trial1=fixed)
         run_loop(store, ctx.backend(), task, items, generation, gen_name(generation), adapter, spec,
-                 lambda label, d, t, p=protocol: ctx.progress(f"eval {suite} {p} {label}", d, t), ctx.check_stop)
+                 lambda label, d, t, p=protocol, **kw: ctx.progress(f"eval {suite} {p} {label}", d, t, **kw), ctx.check_stop)
         result = outcomes(store, generation, suite, protocol, key, c.evaluation.max_rounds, fixed_key)
         parse = None
         if protocol == EvalProtocol.STANDARD:

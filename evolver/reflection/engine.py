@@ -21,7 +21,7 @@ from evolver.store import Store
 from evolver.tasks.base import Item, Task, Verdict
 
 Picker = Callable[[str, int, int], Instruction]  # (question key, round, branch) -> instruction
-Progress = Callable[[str, int, int], None]
+Progress = Callable[..., None]  # (label, done, total, **counts): evolver.context.Progress
 
 
 def derive_seed(*parts: object) -> int:
@@ -94,7 +94,7 @@ def run_loop(store: Store, backend: Backend, task: Task, items: dict[int, Item],
              check_stop: Callable[[], None] | None = None) -> LoopStats:
     """Run trial 1 and up to `max_rounds` reflect→retry rounds for `items` (question id -> Item)."""
     loop = _Loop(store, backend, task, items, generation, model_ref, adapter, spec,
-                 progress or (lambda *_: None), check_stop or (lambda: None))
+                 progress or (lambda *_, **__: None), check_stop or (lambda: None))
     loop.trial1()
     for rnd in range(1, spec.max_rounds + 1):
         loop.reflect(rnd)
@@ -125,7 +125,7 @@ class _Loop:
         for start in range(0, total, self.spec.chunk):
             self.check_stop()
             yield seq[start:start + self.spec.chunk]
-            self.progress(label, min(start + self.spec.chunk, total), total)
+            self.progress(label, min(start + self.spec.chunk, total), total, tokens=self.stats.tokens_out)
 
     def _attempt_row(self, qid: int, trial: int, branch: int, prompt: str, seed: int, sampling: Sampling,
                      text: str, tokens_in: int, tokens_out: int, verdict: Verdict) -> dict:

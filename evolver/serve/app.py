@@ -4,6 +4,10 @@ Each request resolves its `model` against the store (see registry.py), so promot
 rollbacks apply from the next request on; the backend switches adapters on demand. All model work
 runs on one worker thread (batcher.py); concurrent requests with the same adapter and sampling are
 batched. Stop strings are cut after generation (the text is the same; the work is not saved).
+
+`"stream": true` answers as server-sent events in OpenAI's chunk format (`data: {...}` lines, then
+`data: [DONE]`), so streaming clients work unchanged. The model still writes each answer whole (the
+worker runs whole batches); its pieces are sent once it is done.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evolver.backends.base import Adapter, Output, Sampling
@@ -92,6 +96,8 @@ def create_app(store: Store, backend: Any, base_ref: str, max_batch: int = 64) -
         max_tokens = DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens
         if max_tokens == 0 and not req.echo:
             raise BadRequest("max_tokens: 0 is allowed only with echo = true", "max_tokens")
+        if req.stream and req.logprobs is not None:
+            raise BadRequest("logprobs: not available with stream = true", "logprobs")
         seed = _seed(req.seed)
         outs = await _generate(batcher, backend, served, prompts, _sampling(req, max_tokens), seed, max_tokens)
         stops = req.stop_list()
@@ -104,6 +110,8 @@ def create_app(store: Store, backend: Any, base_ref: str, max_batch: int = 64) -
                 logprobs = await _logprobs(batcher, backend, served.adapter, shown, 0 if req.echo else len(prompt),
                                      prompt if not req.echo else "")
             choices.append({"index": i, "text": shown, "logprobs": logprobs, "finish_reason": reason})
+        if req.stream:
+            return _stream("text_completion", "cmpl", served, choices, chat=False)
         return _reply("text_completion", "cmpl", served, choices, outs)
 
     @app.post("/v1/chat/completions")
@@ -120,6 +128,8 @@ def create_app(store: Store, backend: Any, base_ref: str, max_batch: int = 64) -
                                    max_tokens)
         text, reason = _cut(outs[0], req.stop_list())
         choices = [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}]
+        if req.stream:
+            return _stream("chat.completion.chunk", "chatcmpl", served, choices, chat=True)
         return _reply("chat.completion", "chatcmpl", served, choices, outs)
 
     @app.post("/v1/load_lora_adapter")
@@ -200,3 +210,37 @@ def _reply(obj: str, prefix: str, served: Served, choices: list[dict[str, Any]],
     body = {"id": f"{prefix}-{secrets.token_hex(12)}", "object": obj, "created": int(time.time()), "model": served.name,
             "choices": choices, "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}
     return JSONResponse(body, headers={"x-evolver-model": served.name})
+
+
+def pieces(text: str) -> list[str]:
+    """The text in the pieces a stream sends: words and single signs, each with the whitespace before it
+    (joined, the text)."""
+    import re
+
+    return re.findall(r"\s*\w+|\s*[^\w\s]|\s+", text)
+
+
+def _stream(obj: str, prefix: str, served: Served, choices: list[dict[str, Any]], chat: bool) -> StreamingResponse:
+    """Finished choices as OpenAI's server-sent events: pieces of each, its finish reason, then [DONE]."""
+    import json
+
+    head = {"id": f"{prefix}-{secrets.token_hex(12)}", "object": obj, "created": int(time.time()), "model": served.name}
+
+    def event(choice: dict[str, Any]) -> str:
+        return f"data: {json.dumps({**head, 'choices': [choice]}, ensure_ascii=False)}\n\n"
+
+    def body() -> Any:
+        for c in choices:
+            i = c["index"]
+            if chat:
+                yield event({"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+                for piece in pieces(c["message"]["content"]):
+                    yield event({"index": i, "delta": {"content": piece}, "finish_reason": None})
+                yield event({"index": i, "delta": {}, "finish_reason": c["finish_reason"]})
+            else:
+                for piece in pieces(c["text"]):
+                    yield event({"index": i, "text": piece, "logprobs": None, "finish_reason": None})
+                yield event({"index": i, "text": "", "logprobs": None, "finish_reason": c["finish_reason"]})
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"x-evolver-model": served.name})

@@ -23,7 +23,7 @@ class _Sampled(_Body):
     seed: int | None = Field(None, ge=0, lt=2**63)
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1)
-    stream: Literal[False] = False
+    stream: bool = False  # server-sent events: the answer in pieces, then `data: [DONE]`
 
     def stop_list(self) -> list[str]:
         if self.stop is None:

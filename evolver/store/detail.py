@@ -6,18 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import col, select
+import json
 
+from evolver.errors import EvolverError
 from evolver.states import POOL_PURPOSE, TRAINING_STAGES, gen_name
-from evolver.store.lineage import EVENT_COLUMNS, EventInfo, GenInfo, Lineage, event_info, load_lineage, loads
-from evolver.store.repo import Store, StoreError
-from evolver.store.schema import Attempt, Event, Generation, Question, Reflection
+from evolver.store.lineage import EVENT_SELECT, EventInfo, GenInfo, Lineage, event_info, load_lineage, loads
+from evolver.store.reader import Rows, in_list
 
 UNSET = "(unset)"  # a config key one side of a diff does not have
 
 
-class GenerationNotFound(StoreError):
+class GenerationNotFound(EvolverError):
     """`evolver show N` for an N the store does not hold; the message names it and the range there is."""
 
 
@@ -50,6 +49,17 @@ class GenDetail:
     events: list[EventInfo]  # oldest first
     pairs: list[tuple[ReflectionRow | None, ReflectionRow | None]]  # (fixed, not fixed), same question when possible
     reflections: ReflectionStats
+    versions: dict[str, Any] = field(default_factory=dict)  # the stack that made it ({} before m004)
+    parent_versions: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def versions_changed(self) -> dict[str, tuple[Any, Any]]:
+        """key -> (parent's, this one's) where both were recorded and differ."""
+        if not self.versions or not self.parent_versions:
+            return {}
+        from evolver.provenance import changed
+
+        return changed(self.parent_versions, self.versions)
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -71,22 +81,19 @@ def config_diff(parent: dict[str, Any] | None, child: dict[str, Any]) -> list[tu
             if k not in a or k not in b or a[k] != b[k]]
 
 
-def _reflection_rows(store: Store, where: list[Any], limit: int) -> list[ReflectionRow]:
-    with store.reader() as s:
-        q = (select(Reflection.id, Reflection.instruction_id, Question.external_id, Reflection.text, Reflection.success,
-                    Reflection.attempt_id)
-             .join(Attempt, col(Attempt.id) == col(Reflection.attempt_id))
-             .join(Question, col(Question.id) == col(Attempt.question_id))
-             .where(*where).order_by(col(Reflection.id)).limit(limit))
-        return [ReflectionRow(*r) for r in s.execute(q)]
+_REFLECTION_SELECT = ("SELECT r.id, r.instruction_id, q.external_id, r.text, r.success, r.attempt_id FROM reflections r"
+                      " JOIN attempts a ON a.id = r.attempt_id JOIN questions q ON q.id = a.question_id"
+                      " WHERE r.generation_id = ? AND r.purpose = ?")
 
 
-def reflection_stats(store: Store, gen_id: int, purpose: str = POOL_PURPOSE) -> ReflectionStats:
-    with store.reader() as s:
-        rows = s.execute(select(Reflection.instruction_id, func.count(), func.sum(col(Reflection.success)),
-                                func.count(col(Reflection.success)))
-                         .where(Reflection.generation_id == gen_id, Reflection.purpose == purpose)
-                         .group_by(col(Reflection.instruction_id))).all()
+def _reflection_rows(store: Rows, gen_id: int, purpose: str, where: str, params: tuple, limit: int) -> list[ReflectionRow]:
+    rows = store.rows(f"{_REFLECTION_SELECT}{where} ORDER BY r.id LIMIT ?", (gen_id, purpose, *params, limit))
+    return [ReflectionRow(i, iid, q, t, None if ok is None else bool(ok), aid) for i, iid, q, t, ok, aid in rows]
+
+
+def reflection_stats(store: Rows, gen_id: int, purpose: str = POOL_PURPOSE) -> ReflectionStats:
+    rows = store.rows("SELECT instruction_id, COUNT(*), SUM(success), COUNT(success) FROM reflections"
+                      " WHERE generation_id = ? AND purpose = ? GROUP BY instruction_id", (gen_id, purpose))
     st = ReflectionStats()
     for iid, n, fixed, linked in rows:
         st.total += n
@@ -97,59 +104,65 @@ def reflection_stats(store: Store, gen_id: int, purpose: str = POOL_PURPOSE) -> 
     return st
 
 
-def reflection_pairs(store: Store, gen_id: int, n: int = 3,
+def reflection_pairs(store: Rows, gen_id: int, n: int = 3,
                      purpose: str = POOL_PURPOSE) -> list[tuple[ReflectionRow | None, ReflectionRow | None]]:
     """Up to n (fixed, not fixed) reflections, on the same failed answer when one has both, else apart."""
-    base = [Reflection.generation_id == gen_id, Reflection.purpose == purpose]
-    with store.reader() as s:
-        both = s.execute(select(Reflection.attempt_id).where(*base, col(Reflection.success).is_not(None))
-                         .group_by(col(Reflection.attempt_id))
-                         .having(func.max(col(Reflection.success)) == 1, func.min(col(Reflection.success)) == 0)
-                         .order_by(col(Reflection.attempt_id)).limit(n)).scalars().all()
+    both = [a for (a,) in store.rows(
+        "SELECT attempt_id FROM reflections WHERE generation_id = ? AND purpose = ? AND success IS NOT NULL"
+        " GROUP BY attempt_id HAVING MAX(success) = 1 AND MIN(success) = 0 ORDER BY attempt_id LIMIT ?",
+        (gen_id, purpose, n))]
     pairs: list[tuple[ReflectionRow | None, ReflectionRow | None]] = []
     if both:
-        rows = _reflection_rows(store, [*base, col(Reflection.attempt_id).in_(list(both))], 64 * n)
+        rows = _reflection_rows(store, gen_id, purpose, f" AND r.attempt_id IN {in_list(both)}", tuple(both), 64 * n)
         for aid in both:
             mine = [r for r in rows if r.attempt_id == aid]
             pairs.append((next(r for r in mine if r.success), next(r for r in mine if r.success is False)))
     if len(pairs) < n:
         used = {r.id for p in pairs for r in p if r is not None}
         more = n - len(pairs)
-        good = [r for r in _reflection_rows(store, [*base, Reflection.success == True], more + len(used))  # noqa: E712
+        good = [r for r in _reflection_rows(store, gen_id, purpose, " AND r.success = 1", (), more + len(used))
                 if r.id not in used][:more]
-        bad = [r for r in _reflection_rows(store, [*base, Reflection.success == False], more + len(used))  # noqa: E712
+        bad = [r for r in _reflection_rows(store, gen_id, purpose, " AND r.success = 0", (), more + len(used))
                if r.id not in used][:more]
         for i in range(max(len(good), len(bad))):
             pairs.append((good[i] if i < len(good) else None, bad[i] if i < len(bad) else None))
     return pairs
 
 
-def load_reflections(store: Store, gen_id: int, success: bool | None = None, limit: int = 200,
+def load_reflections(store: Rows, gen_id: int, success: bool | None = None, limit: int = 200,
                      purpose: str = POOL_PURPOSE) -> list[ReflectionRow]:
     """Reflections of one generation for the browser; `success` filters fixed (True) / not fixed (False)."""
-    where = [Reflection.generation_id == gen_id, Reflection.purpose == purpose]
-    if success is not None:
-        where.append(Reflection.success == success)
-    return _reflection_rows(store, where, limit)
+    where, params = ("", ()) if success is None else (" AND r.success = ?", (int(success),))
+    return _reflection_rows(store, gen_id, purpose, where, params, limit)
 
 
-def load_detail(store: Store, gen_id: int, samples: int = 3) -> GenDetail:
+def train_logs(store: Rows, gen_id: int, phase: str) -> list[dict[str, Any]]:
+    """A training phase's loss curve, as `Store.train_logs` gives it."""
+    return [{"step": s, "loss": lo, "learning_rate": lr, **json.loads(ex or "{}")} for s, lo, lr, ex in store.rows(
+        "SELECT step, loss, learning_rate, extra FROM train_logs WHERE generation_id=? AND phase=? ORDER BY step",
+        (gen_id, phase))]
+
+
+def load_detail(store: Rows, gen_id: int, samples: int = 3) -> GenDetail:
     """One generation in full: its row, its parent's, config, logs, events and sample reflections."""
-    g = store.generation(gen_id)
-    if g is None:
-        with store.reader() as s:
-            lo, hi = s.execute(select(func.min(col(Generation.id)), func.max(col(Generation.id)))).one()
+    rows = store.rows("SELECT g.id, g.parent_id, g.config_json, v.versions FROM generations g"
+                      " LEFT JOIN generation_versions v ON v.generation_id = g.id WHERE g.id = ?", (gen_id,))
+    if not rows:
+        ((lo, hi),) = store.rows("SELECT MIN(id), MAX(id) FROM generations")
         have = "the store has no generations" if hi is None else f"the store has {gen_name(lo)}..{gen_name(hi)}"
         raise GenerationNotFound(f"{gen_name(gen_id)} does not exist ({have})")
-    ids = [gen_id] + ([g.parent_id] if g.parent_id is not None else [])
+    _, parent_id, config_json, versions = rows[0]
+    ids = [gen_id] + ([parent_id] if parent_id is not None else [])
     lin = load_lineage(store, ids)
     info = lin.generations[gen_id]
-    parent_row = store.generation(g.parent_id) if g.parent_id is not None else None
-    config = loads(g.config_json)
-    diff = config_diff(loads(parent_row.config_json) if parent_row else None, config)
-    logs = {p: store.train_logs(gen_id, p) for p in TRAINING_STAGES}
-    with store.reader() as s:
-        evs = s.execute(select(*EVENT_COLUMNS).where(Event.generation_id == gen_id).order_by(col(Event.id))).all()
-    return GenDetail(lin, info, lin.generations.get(g.parent_id) if g.parent_id is not None else None, config, diff,
+    parent_rows = (store.rows("SELECT g.config_json, v.versions FROM generations g"
+                              " LEFT JOIN generation_versions v ON v.generation_id = g.id WHERE g.id = ?", (parent_id,))
+                   if parent_id is not None else [])
+    config = loads(config_json)
+    diff = config_diff(loads(parent_rows[0][0]) if parent_rows else None, config)
+    logs = {p: train_logs(store, gen_id, p) for p in TRAINING_STAGES}
+    evs = store.rows(f"{EVENT_SELECT} WHERE generation_id = ? ORDER BY id", (gen_id,))
+    return GenDetail(lin, info, lin.generations.get(parent_id) if parent_id is not None else None, config, diff,
                      {p: rows for p, rows in logs.items() if rows}, [event_info(e) for e in evs],
-                     reflection_pairs(store, gen_id, samples), reflection_stats(store, gen_id))
+                     reflection_pairs(store, gen_id, samples), reflection_stats(store, gen_id),
+                     loads(versions), loads(parent_rows[0][1]) if parent_rows else {})

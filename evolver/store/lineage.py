@@ -1,7 +1,9 @@
 """The lineage read once into plain dataclasses, so every view is a pure function of them.
 
 A handful of column queries load the whole lineage (1,000 generations in well under a second):
-no per-generation round trips and no ORM objects. Nothing here writes to the store.
+no per-generation round trips and no ORM objects. Nothing here writes to the store, and nothing here
+imports sqlalchemy: the queries are plain SQL on any `Rows` (a `Store`, or the `ReadStore` that
+one-shot commands open to start fast).
 
 Two ways in: `load_lineage` reads every generation (or the ids given) in full; a view that
 draws only a window reads `lineage_skeleton` (every generation's place, one query), decides
@@ -17,15 +19,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from sqlalchemy import func
-from sqlmodel import col, select
-
 from evolver.states import DECISIONS, TRAINING_STAGES, EvalProtocol, EventKind, GenStatus, PhaseStatus, PointerName
-from evolver.store.repo import Store
-from evolver.store.schema import Dataset, EvalResult, Event, Generation, Phase
+from evolver.store.reader import Rows, in_list
 
 CHUNK = 900  # ids per IN (...): under SQLite's bound-parameter limit
-EVENT_COLUMNS = (Event.id, Event.ts, Event.kind, Event.generation_id, Event.actor, Event.reason, Event.metrics)
+EVENT_SELECT = "SELECT id, ts, kind, generation_id, actor, reason, metrics FROM events"
 
 
 class Metric(NamedTuple):
@@ -218,7 +216,7 @@ def event_info(row: Iterable[Any]) -> EventInfo:
     return EventInfo(*row)
 
 
-def load_lineage(store: Store, ids: Iterable[int] | None = None, now: float | None = None) -> Lineage:
+def load_lineage(store: Rows, ids: Iterable[int] | None = None, now: float | None = None) -> Lineage:
     """Every generation (or just `ids`) with metrics, datasets, phases and decisions, in six queries."""
     only = sorted(set(ids)) if ids is not None else None
     lin = _skeleton(store, only, now)
@@ -227,12 +225,12 @@ def load_lineage(store: Store, ids: Iterable[int] | None = None, now: float | No
     return lin
 
 
-def lineage_skeleton(store: Store, now: float | None = None) -> Lineage:
+def lineage_skeleton(store: Rows, now: float | None = None) -> Lineage:
     """Every generation's place (id, parent, status, children) and the pointers, without metrics: one query."""
     return _skeleton(store, None, now)
 
 
-def fill_lineage(store: Store, lin: Lineage, ids: Iterable[int] | None) -> Lineage:
+def fill_lineage(store: Rows, lin: Lineage, ids: Iterable[int] | None) -> Lineage:
     """Metrics, datasets, phases and decisions for `ids` of a skeleton (None: every generation).
 
     The work grows with `ids`, not with the lineage; the benchmarks and the acc@t2 ranges still
@@ -243,19 +241,23 @@ def fill_lineage(store: Store, lin: Lineage, ids: Iterable[int] | None) -> Linea
         lin.benchmarks, lin.t2_range = _summary(lin.generations)
         return lin
     _fill(store, lin.generations, sorted(set(ids)))
-    with store.reader() as s:
-        lin.benchmarks = list(s.execute(select(EvalResult.benchmark).group_by(col(EvalResult.benchmark))
-                                        .order_by(func.min(col(EvalResult.id)))).scalars().all())
-        lin.t2_range = {b: (lo, hi) for b, lo, hi in s.execute(
-            select(EvalResult.benchmark, func.min(col(EvalResult.value)), func.max(col(EvalResult.value)))
-            .where(EvalResult.protocol == EvalProtocol.STANDARD, EvalResult.metric == "acc@t2")
-            .group_by(col(EvalResult.benchmark))).all()}
+    lin.benchmarks = [b for (b,) in store.rows(
+        "SELECT benchmark FROM eval_results GROUP BY benchmark ORDER BY MIN(id)")]
+    lin.t2_range = {b: (lo, hi) for b, lo, hi in store.rows(
+        "SELECT benchmark, MIN(value), MAX(value) FROM eval_results WHERE protocol = ? AND metric = 'acc@t2'"
+        " GROUP BY benchmark", (EvalProtocol.STANDARD,))}
     return lin
 
 
-def current_pointers(store: Store) -> tuple[int | None, int | None, int | None]:
+def pointers(store: Rows) -> dict[str, int | None]:
+    """The store's pointers by name (`current` = promoted, `pinned`)."""
+    return dict(store.rows("SELECT name, generation_id FROM pointers"))
+
+
+def current_pointers(store: Rows) -> tuple[int | None, int | None, int | None]:
     """(served, promoted, pinned): the pin is served when set, else the promoted generation."""
-    promoted, pinned = store.pointer(PointerName.CURRENT), store.pointer(PointerName.PINNED)
+    ptr = pointers(store)
+    promoted, pinned = ptr.get(PointerName.CURRENT), ptr.get(PointerName.PINNED)
     return (pinned if pinned is not None else promoted), promoted, pinned
 
 
@@ -271,55 +273,57 @@ def _summary(gens: dict[int, GenInfo]) -> tuple[list[str], dict[str, tuple[float
     return list(seen), {b: (min(v), max(v)) for b, v in t2.items()}
 
 
-def _skeleton(store: Store, only: list[int] | None, now: float | None) -> Lineage:
+def _skeleton(store: Rows, only: list[int] | None, now: float | None) -> Lineage:
     """Generation rows (ids, parents, statuses) and the pointers: the shape of the lineage, one query."""
     gens: dict[int, GenInfo] = {}
-    with store.reader() as s:
-        q = select(Generation.id, Generation.parent_id, Generation.status, Generation.created_at, Generation.finished_at,
-                   Generation.note, Generation.adapter_sha256, Generation.config_hash).order_by(col(Generation.id))
-        if only is not None:
-            q = q.where(col(Generation.id).in_(only))
-        for gid, parent, status, created, finished, note, sha, chash in s.execute(q).all():
+    sql = ("SELECT id, parent_id, status, created_at, finished_at, note, adapter_sha256, config_hash"
+           " FROM generations")
+    parts: list[list[int] | None] = [None] if only is None else [only[i:i + CHUNK] for i in range(0, len(only), CHUNK)]
+    for part in parts:
+        where = "" if part is None else f" WHERE id IN {in_list(part)}"
+        for gid, parent, status, created, finished, note, sha, chash in store.rows(
+                f"{sql}{where} ORDER BY id", part or ()):
             gens[gid] = GenInfo(gid, parent, status, created, finished, note, sha, chash)
+    gens = dict(sorted(gens.items()))
     for g in gens.values():
         if g.parent_id is not None and g.parent_id in gens:
             gens[g.parent_id].children.append(g.id)
     return Lineage(gens, *current_pointers(store), time.time() if now is None else now)
 
 
-def _fill(store: Store, gens: dict[int, GenInfo], only: list[int] | None) -> None:
+def _fill(store: Rows, gens: dict[int, GenInfo], only: list[int] | None) -> None:
     """Metrics, dataset sizes, phases and the latest decision / rollback of `only` (None: all) generations."""
     chunks: list[list[int] | None] = [None] if only is None else [only[i:i + CHUNK] for i in range(0, len(only), CHUNK)]
-    with store.reader() as s:
-        for part in chunks:
-            def where(q: Any, column: Any, part: list[int] | None = part) -> Any:
-                return q if part is None else q.where(col(column).in_(part))
+    kinds = (*DECISIONS, EventKind.ROLLED_BACK)
+    for part in chunks:
+        ids = tuple(part or ())
 
-            q = select(EvalResult.generation_id, EvalResult.benchmark, EvalResult.protocol, EvalResult.metric,
-                       EvalResult.value, EvalResult.n).order_by(col(EvalResult.id))
-            for gid, bench, proto, metric, value, n in s.execute(where(q, EvalResult.generation_id)).all():
-                g = gens.get(gid)
-                if g is not None:  # the latest row wins on a re-evaluation
-                    g.results[(bench, proto, metric)] = Metric(value, n)
-            q = select(Dataset.generation_id, Dataset.kind, Dataset.n_rows, Dataset.content_hash, Dataset.source).where(
-                col(Dataset.generation_id).is_not(None)).order_by(col(Dataset.id))
-            for gid, kind, rows, sha, source in s.execute(where(q, Dataset.generation_id)).all():
-                if gid in gens:
-                    gens[gid].datasets.setdefault(kind, DatasetInfo(kind, rows, sha, source))
-            q = select(Phase.generation_id, Phase.name, Phase.status, Phase.attempts, Phase.started_at,
-                       Phase.finished_at, Phase.error, Phase.detail).order_by(col(Phase.id))
-            for gid, name, status, attempts, started, finished, error, detail in s.execute(
-                    where(q, Phase.generation_id)).all():
-                if gid in gens:
-                    gens[gid].phases[name] = PhaseInfo(name, status, attempts, started, finished, error, detail)
-            q = select(*EVENT_COLUMNS).where(col(Event.kind).in_((*DECISIONS, EventKind.ROLLED_BACK))).order_by(
-                col(Event.id))
-            latest: dict[tuple[int, bool], tuple] = {}
-            for row in s.execute(where(q, Event.generation_id)).all():
-                if row[3] in gens:
-                    latest[(row[3], row[2] == EventKind.ROLLED_BACK)] = tuple(row)
-            for (gid, is_rollback), row in latest.items():
-                if is_rollback:
-                    gens[gid].rollback = event_info(row)
-                else:
-                    gens[gid].decision = event_info(row)
+        def where(column: str, first: bool = True, part: list[int] | None = part) -> str:
+            return "" if part is None else f" {'WHERE' if first else 'AND'} {column} IN {in_list(part)}"
+
+        for gid, bench, proto, metric, value, n in store.rows(
+                "SELECT generation_id, benchmark, protocol, metric, value, n FROM eval_results"
+                f"{where('generation_id')} ORDER BY id", ids):
+            g = gens.get(gid)
+            if g is not None:  # the latest row wins on a re-evaluation
+                g.results[(bench, proto, metric)] = Metric(value, n)
+        for gid, kind, rows, sha, source in store.rows(
+                "SELECT generation_id, kind, n_rows, content_hash, source FROM datasets WHERE generation_id IS NOT NULL"
+                f"{where('generation_id', False)} ORDER BY id", ids):
+            if gid in gens:
+                gens[gid].datasets.setdefault(kind, DatasetInfo(kind, rows, sha, source))
+        for gid, name, status, attempts, started, finished, error, detail in store.rows(
+                "SELECT generation_id, name, status, attempts, started_at, finished_at, error, detail FROM phases"
+                f"{where('generation_id')} ORDER BY id", ids):
+            if gid in gens:
+                gens[gid].phases[name] = PhaseInfo(name, status, attempts, started, finished, error, detail)
+        latest: dict[tuple[int, bool], tuple] = {}
+        for row in store.rows(f"{EVENT_SELECT} WHERE kind IN {in_list(kinds)}{where('generation_id', False)}"
+                              " ORDER BY id", (*kinds, *ids)):
+            if row[3] in gens:
+                latest[(row[3], row[2] == EventKind.ROLLED_BACK)] = tuple(row)
+        for (gid, is_rollback), row in latest.items():
+            if is_rollback:
+                gens[gid].rollback = event_info(row)
+            else:
+                gens[gid].decision = event_info(row)

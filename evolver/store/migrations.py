@@ -186,10 +186,24 @@ def m003_evaluations(db: sqlite3.Connection) -> None:
     )
 
 
+def m004_generation_versions(db: sqlite3.Connection) -> None:
+    """Provenance: the versions of python, torch, transformers, trl, peft, ... that made each generation."""
+    db.executescript(
+        """
+        CREATE TABLE generation_versions (
+            generation_id INTEGER PRIMARY KEY REFERENCES generations(id),
+            versions TEXT NOT NULL,
+            recorded_at REAL NOT NULL
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
     ("m002_train_logs", m002_train_logs),
     ("m003_evaluations", m003_evaluations),
+    ("m004_generation_versions", m004_generation_versions),
 ]
 
 

@@ -117,6 +117,10 @@ class Store(WorkRows):
         if rows:
             conn.exec_driver_sql(sql, list(rows))
 
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Plain SQL for the read side (evolver.store.lineage, .watch, .detail), as `ReadStore.rows`."""
+        return self._all(sql, tuple(params))
+
     def _all(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self.reader() as conn:
             return [tuple(r) for r in conn.exec_driver_sql(sql, params).fetchall()]
@@ -147,6 +151,13 @@ class Store(WorkRows):
     def latest_generation(self) -> Generation | None:
         with self.session() as s:
             return s.exec(select(Generation).order_by(col(Generation.id).desc()).limit(1)).first()
+
+    def record_versions(self, gen_id: int, versions: dict[str, Any]) -> None:
+        """The versions of the stack that made a generation (evolver.provenance); the first record stays."""
+        with self.tx() as c:
+            c.exec_driver_sql("INSERT INTO generation_versions (generation_id, versions, recorded_at) VALUES (?,?,?)"
+                              " ON CONFLICT(generation_id) DO NOTHING",
+                              (gen_id, json.dumps(versions, sort_keys=True), self.clock()))
 
     def update_generation(self, gen_id: int, conn: Connection | None = None, **fields: Any) -> None:
         allowed = {"status", "adapter_path", "adapter_sha256", "finished_at", "note", "parent_id"}

@@ -145,6 +145,15 @@ class Event(SQLModel, table=True):
     metrics: str | None = None
 
 
+class GenerationVersions(SQLModel, table=True):
+    """The stack that made a generation (m004): JSON of python, platform, torch, transformers, trl, ..."""
+
+    __tablename__ = "generation_versions"
+    generation_id: int = Field(foreign_key="generations.id", primary_key=True)
+    versions: str
+    recorded_at: float
+
+
 class Pointer(SQLModel, table=True):
     __tablename__ = "pointers"
     name: str = Field(primary_key=True)

@@ -11,13 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import col, select
-
 from evolver.states import EventKind, PhaseStatus
-from evolver.store.lineage import EVENT_COLUMNS, EventInfo, GenInfo, current_pointers, event_info, load_lineage, loads
-from evolver.store.repo import Store
-from evolver.store.schema import Attempt, EvalResult, Event, Generation, Phase, Reflection
+from evolver.store.lineage import EVENT_SELECT, EventInfo, GenInfo, current_pointers, event_info, load_lineage, loads
+from evolver.store.reader import Rows
 
 
 @dataclass
@@ -36,51 +32,53 @@ class WatchInfo:
     events: list[EventInfo]
 
 
-def load_watch(store: Store | None, daemon_pid: int | None, now: float | None = None, span: float = 300.0,
+def load_watch(store: Rows | None, daemon_pid: int | None, now: float | None = None, span: float = 300.0,
                n_events: int = 8) -> WatchInfo:
     """What `evolver watch` shows."""
     now = time.time() if now is None else now
     if store is None:
         return WatchInfo(now, daemon_pid, 0, None, None, None, None, None, {}, 0.0, span, [])
-    latest_row = store.latest_generation()
-    with store.reader() as s:
-        size = int(s.execute(select(func.count()).select_from(Generation)).scalar_one())
-        evs = s.execute(select(*EVENT_COLUMNS).order_by(col(Event.id).desc()).limit(n_events)).all()
-        counts: dict[str, tuple[int, int, int]] = {}
-        recent = 0
-        if latest_row is not None:
-            gid = latest_row.id
-            attempts = s.execute(select(Attempt.purpose, func.count(),
-                                        func.count(func.distinct(col(Attempt.question_id))))
-                                 .where(Attempt.generation_id == gid).group_by(col(Attempt.purpose))).all()
-            refl = dict(s.execute(select(Reflection.purpose, func.count()).where(Reflection.generation_id == gid)
-                                  .group_by(col(Reflection.purpose))).all())
-            counts = {p: (int(q), int(n), int(refl.get(p, 0))) for p, n, q in attempts}
-            recent = int(s.execute(select(func.count()).select_from(Attempt).where(
-                Attempt.generation_id == gid, col(Attempt.created_at) >= now - span)).scalar_one())
+    latest_row = latest_generation(store)
+    ((size,),) = store.rows("SELECT COUNT(*) FROM generations")
+    evs = store.rows(f"{EVENT_SELECT} ORDER BY id DESC LIMIT ?", (n_events,))
+    counts: dict[str, tuple[int, int, int]] = {}
+    recent = 0
+    if latest_row is not None:
+        gid = latest_row[0]
+        attempts = store.rows("SELECT purpose, COUNT(*), COUNT(DISTINCT question_id) FROM attempts"
+                              " WHERE generation_id = ? GROUP BY purpose", (gid,))
+        refl = dict(store.rows("SELECT purpose, COUNT(*) FROM reflections WHERE generation_id = ? GROUP BY purpose",
+                               (gid,)))
+        counts = {p: (int(q), int(n), int(refl.get(p, 0))) for p, n, q in attempts}
+        ((recent,),) = store.rows("SELECT COUNT(*) FROM attempts WHERE generation_id = ? AND created_at >= ?",
+                                  (gid, now - span))
     latest = None
     pool_size = k = None
     if latest_row is not None:
-        latest = load_lineage(store, [latest_row.id], now).generations[latest_row.id]
-        reflection = loads(latest_row.config_json).get("reflection") or {}
+        latest = load_lineage(store, [latest_row[0]], now).generations[latest_row[0]]
+        reflection = loads(latest_row[3]).get("reflection") or {}
         pool_size, k = reflection.get("pool_size"), reflection.get("k")
     current, _, pinned = current_pointers(store)
     return WatchInfo(now, daemon_pid, size, current, pinned, latest, pool_size, k,
                      counts, recent * 60.0 / span, span, [event_info(e) for e in evs])
 
 
-def store_version(store: Store) -> tuple:
+def latest_generation(store: Rows) -> tuple[int, str, int | None, str] | None:
+    """(id, status, parent id, config JSON) of the newest generation, None on an empty store."""
+    rows = store.rows("SELECT id, status, parent_id, config_json FROM generations ORDER BY id DESC LIMIT 1")
+    return rows[0] if rows else None
+
+
+def store_version(store: Rows) -> tuple:
     """A cheap fingerprint that changes whenever the lineage views would: the TUI polls it."""
-    with store.reader() as s:
-        gens = s.execute(select(func.count(), func.max(col(Generation.finished_at))).select_from(Generation)).one()
-        phases = s.execute(select(func.count(), func.max(col(Phase.started_at)), func.max(col(Phase.finished_at)))
-                           .select_from(Phase)).one()
-        events = s.execute(select(func.max(col(Event.id)))).scalar_one()
-        evals = s.execute(select(func.max(col(EvalResult.id)))).scalar_one()
-    return (*tuple(gens), *tuple(phases), events, evals)
+    ((gens, gmax),) = store.rows("SELECT COUNT(*), MAX(finished_at) FROM generations")
+    ((phases, started, finished),) = store.rows("SELECT COUNT(*), MAX(started_at), MAX(finished_at) FROM phases")
+    ((events,),) = store.rows("SELECT MAX(id) FROM events")
+    ((evals,),) = store.rows("SELECT MAX(id) FROM eval_results")
+    return (gens, gmax, phases, started, finished, events, evals)
 
 
-def status_summary(store: Store | None, state_dir: Path, daemon_pid: int | None) -> dict[str, Any]:
+def status_summary(store: Rows | None, state_dir: Path, daemon_pid: int | None) -> dict[str, Any]:
     """What `evolver status` prints (and `--json` gives): the daemon, the pointers, the latest generation and
     its running phase, the last decision. Works without a store (None): nothing has run yet."""
     out: dict[str, Any] = {
@@ -94,20 +92,27 @@ def status_summary(store: Store | None, state_dir: Path, daemon_pid: int | None)
     }
     if store is None:
         return out
-    with store.reader() as s:
-        out["generations"] = int(s.execute(select(func.count()).select_from(Generation)).scalar_one())
-    out["schema"] = store.schema_version()[-1]
+    ((out["generations"],),) = store.rows("SELECT COUNT(*) FROM generations")
+    out["schema"] = store.rows("SELECT MAX(name) FROM schema_migrations")[0][0]
     _, out["current"], out["pinned"] = current_pointers(store)
-    latest = store.latest_generation()
+    latest = latest_generation(store)
     if latest is not None:
-        running = [p for p in store.phases(latest.id) if p.status == PhaseStatus.RUNNING]
+        running = store.rows("SELECT name, detail FROM phases WHERE generation_id = ? AND status = ? ORDER BY id",
+                             (latest[0], PhaseStatus.RUNNING))
         out["latest"] = {
-            "id": latest.id, "status": latest.status, "parent": latest.parent_id,
-            "phase": running[-1].name if running else None,
-            "phase_detail": loads(running[-1].detail) if running and running[-1].detail else None,
+            "id": latest[0], "status": latest[1], "parent": latest[2],
+            "phase": running[-1][0] if running else None,
+            "phase_detail": loads(running[-1][1]) if running and running[-1][1] else None,
         }
-    decisions = [e for e in store.events(limit=20) if e.kind != EventKind.NOTE]
+    decisions = [e for e in recent_events(store, limit=20) if e.kind != EventKind.NOTE]
     if decisions:
         e = decisions[0]
         out["last_decision"] = {"kind": e.kind, "generation": e.generation_id, "reason": e.reason, "ts": e.ts}
     return out
+
+
+def recent_events(store: Rows, gen_id: int | None = None, limit: int | None = None) -> list[EventInfo]:
+    """Events newest first (of one generation when `gen_id` is given), `evolver events`' rows."""
+    where, params = ("", ()) if gen_id is None else (" WHERE generation_id = ?", (gen_id,))
+    rows = store.rows(f"{EVENT_SELECT}{where} ORDER BY id DESC LIMIT ?", (*params, -1 if limit is None else limit))
+    return [event_info(r) for r in rows]

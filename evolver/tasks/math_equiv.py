@@ -2,11 +2,10 @@
 
 First the Hendrycks MATH `is_equiv` normalisation the reference uses (string equality after
 stripping LaTeX noise), re-implemented rule for rule so scores compare with the paper's. Then,
-as an improvement the reference lacks, a symbolic check: both sides are translated from a small
-LaTeX subset into sympy and compared (numerically when constant, by simplification otherwise),
-under a time limit. Translation accepts only digits, operators, brackets, single-letter symbols
-and a few function names before anything is evaluated, so model output never reaches `eval`
-as code.
+as an improvement the reference lacks, a symbolic check by Hugging Face's math-verify (LaTeX parsed
+by latex2sympy into sympy, compared numerically and symbolically; tuples, intervals and sets by
+their parts), under a time limit. Model output is parsed, never evaluated as code, and power
+towers or huge exponents are refused before sympy sees them (they would run in C for minutes).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import re
 import signal
 import threading
-from typing import Any
 
 # --- the Hendrycks normalisation ---------------------------------------------------------------
 
@@ -149,129 +147,29 @@ def clean_answer(s: str) -> str:
 
 # --- symbolic equivalence ---------------------------------------------------------------------------
 
-_FUNCS = {"sqrt", "pi", "oo", "sin", "cos", "tan", "log", "ln", "exp"}
-_SAFE = re.compile(r"[0-9a-zA-Z+\-*/().,\s]*")
 _MAX_LEN = 200
-
-
-def _replace_command(s: str, name: str, build) -> str:  # noqa: ANN001 - build: (list[str]) -> str
-    """Rewrite `\\name{a}{b}...` (as many brace groups as `build` takes) from the inside out."""
-    arity = build.__code__.co_argcount
-    while True:
-        at = s.rfind("\\" + name)
-        if at < 0:
-            return s
-        i = at + len(name) + 1
-        args = []
-        for _ in range(arity):
-            while i < len(s) and s[i] == " ":
-                i += 1
-            if i < len(s) and s[i] == "{":
-                body = _braced(s, i)
-                if body is None:
-                    raise ValueError("unbalanced braces")
-                args.append(body)
-                i += len(body) + 2
-            elif i < len(s):
-                args.append(s[i])
-                i += 1
-            else:
-                raise ValueError(f"\\{name} without arguments")
-        s = s[:at] + build(*args) + s[i:]
-
-
-def latex_to_expr(s: str) -> str | None:
-    """A Python/sympy expression string for simple LaTeX, or None when outside the supported subset."""
-    s = clean_answer(s)
-    if not s or len(s) > _MAX_LEN:
-        return None
-    s = s.replace("\\left", "").replace("\\right", "").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = re.sub(r"\^\{?\\circ\}?", "", s)
-    try:
-        s = _replace_command(s, "frac", lambda a, b: f"(({a})/({b}))")
-        s = re.sub(r"\\sqrt\[([^\]]+)\]\{([^{}]*)\}", r"((\2)**(1/(\1)))", s)
-        s = _replace_command(s, "sqrt", lambda a: f"sqrt({a})")
-    except ValueError:
-        return None
-    for latex, py in (("\\cdot", "*"), ("\\times", "*"), ("\\div", "/"), ("\\pi", " pi "), ("\\infty", " oo "),
-                      ("\\ln", " ln "), ("\\log", " log "), ("\\sin", " sin "), ("\\cos", " cos "), ("\\tan", " tan ")):
-        s = s.replace(latex, py)
-    s = s.replace("^", "**").replace("{", "(").replace("}", ")")
-    if "\\" in s or not _SAFE.fullmatch(s):
-        return None
-    for word in re.findall(r"[A-Za-z]+", s):
-        if len(word) > 1 and word not in _FUNCS:
-            return None
-    return s
-
-
-def _split_top(s: str) -> tuple[str, list[str], str]:
-    """('(', ['1', '2'], ']') for '(1, 2]'; no brackets and one part for a plain expression."""
-    whole = s
-    opener, closer = "", ""
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
-        depth = 0
-        for i, c in enumerate(s):
-            depth += c in "(["
-            depth -= c in ")]"
-            if depth == 0 and i < len(s) - 1:
-                break
-        else:
-            opener, closer, s = s[0], s[-1], s[1:-1]
-    parts, depth, cur = [], 0, ""
-    for c in s:
-        depth += c in "(["
-        depth -= c in ")]"
-        if c == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += c
-    parts.append(cur)
-    if len(parts) == 1:  # one value: its brackets group, they do not delimit a tuple or interval
-        return "", [whole.strip()], ""
-    return opener, [p.strip() for p in parts], closer
-
-
-def _sympy_equal(a: str, b: str) -> bool:
-    import sympy
-    from sympy.parsing.sympy_parser import (
-        implicit_multiplication_application,
-        parse_expr,
-        standard_transformations,
-    )
-
-    transforms = (*standard_transformations, implicit_multiplication_application)
-    names: dict[str, Any] = {"ln": sympy.log, "oo": sympy.oo, "pi": sympy.pi}
-
-    def parse(x: str) -> Any:
-        # Parse unevaluated first and refuse towers and huge exponents: evaluating 9^9^9 would
-        # run in C for minutes where no timer can interrupt it.
-        raw = parse_expr(x, local_dict=dict(names), transformations=transforms, evaluate=False)
-        for power in raw.atoms(sympy.Pow):
-            if power.exp.has(sympy.Pow) or (power.exp.is_Number and abs(power.exp) > 1000):
-                raise ValueError("exponent too large to evaluate safely")
-        return parse_expr(x, local_dict=dict(names), transformations=transforms, evaluate=True)
-
-    ea, eb = parse(a), parse(b)
-    diff = ea - eb
-    if not diff.free_symbols:
-        va, vb = complex(sympy.N(ea, 30)), complex(sympy.N(eb, 30))
-        return abs(va - vb) <= 1e-9 * max(1.0, abs(vb))
-    return sympy.simplify(diff) == 0
+_TOWER = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\{?\s*-?\d{4,}|\*\*")
 
 
 def symbolic_equiv(pred: str, gold: str, timeout_s: float = 5.0) -> bool:
-    """Both answers denote the same value(s): tuples and intervals compare part by part, brackets alike."""
-    ea, eb = latex_to_expr(pred), latex_to_expr(gold)
-    if ea is None or eb is None:
+    """Both answers denote the same value(s), by math-verify; False when either side does not parse."""
+    if not pred or not gold or len(pred) > _MAX_LEN or len(gold) > _MAX_LEN:
         return False
-    oa, pa, ca = _split_top(ea)
-    ob, pb, cb = _split_top(eb)
-    if (oa, ca) != (ob, cb) or len(pa) != len(pb) or not all(pa) or not all(pb):
+    if _TOWER.search(pred) or _TOWER.search(gold):
         return False
-    import sympy.parsing.sympy_parser  # noqa: F401 - the first import takes about a second: not on the clock
-    return bool(_with_timeout(lambda: all(_sympy_equal(x, y) for x, y in zip(pa, pb)), timeout_s))
+    import math_verify  # noqa: F401 - the first import (sympy, latex2sympy) takes about a second: not on the clock
+
+    return bool(_with_timeout(lambda: _verify(pred, gold), timeout_s))
+
+
+def _verify(pred: str, gold: str) -> bool:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    configs = [LatexExtractionConfig(), ExprExtractionConfig()]
+    # Our own timer bounds the call (it works off the main thread too); math-verify's alarms stay off.
+    g = parse(f"${gold}$", extraction_config=configs, parsing_timeout=None)
+    p = parse(f"${pred}$", extraction_config=configs, parsing_timeout=None)
+    return bool(g and p and verify(g, p, timeout_seconds=None))
 
 
 class _Timeout(Exception):

@@ -95,6 +95,7 @@ def build_spec(ctx: StageContext, phase: str, data: TrainSet, schedule: Schedule
         dpo=cfg.training.dpo if phase == "dpo" else None, schedule=schedule, seed=cfg.training.seed + ctx.generation,
         init_adapter=init, ref=ref, ref_adapter=ref_adapter,
         meta={**meta, "config_hash": ctx.cfg.hash, "sources": data.sources},
+        report_to=list(cfg.training.report_to), runs_dir=str(ctx.state_dir / "runs"),
     )
     spec.dump(work / "spec.json")
     return spec
@@ -106,7 +107,7 @@ def train(ctx: StageContext, spec: TrainSpec) -> dict[str, Any]:
     work = Path(spec.result).parent
     cmd = child_command(work / "spec.json", tcfg.launcher, tcfg.accelerate_args)
     label = f"{gen_name(spec.generation)} {spec.phase}"
-    outcome = run_child(cmd, work / "child.log", lambda step, total, loss: ctx.progress(spec.phase, step, total),
+    outcome = run_child(cmd, work / "child.log", lambda step, total, loss: ctx.progress(spec.phase, step, total, loss=loss),
                         ctx.stop)
     if outcome.stopped:
         raise Stopped(f"{label}: stop requested during training")

@@ -88,9 +88,24 @@ def trainer_args(spec: TrainSpec, plan: DevicePlan, work: Path) -> dict[str, Any
         output_dir=str(work), num_train_epochs=spec.schedule.epochs, max_steps=spec.schedule.max_steps,
         learning_rate=spec.schedule.learning_rate, per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum, max_length=max_length, logging_steps=1, save_strategy="no",
-        report_to="none", disable_tqdm=True, seed=spec.seed, data_seed=spec.seed, dataloader_num_workers=0,
-        **plan.trainer_kwargs(),
+        report_to=tracking(spec), run_name=run_name(spec), disable_tqdm=True, seed=spec.seed, data_seed=spec.seed,
+        dataloader_num_workers=0, **plan.trainer_kwargs(),
     )
+
+
+def run_name(spec: TrainSpec) -> str:
+    return f"gen-{spec.generation:04d}-{spec.phase}"
+
+
+def tracking(spec: TrainSpec) -> list[str] | str:
+    """`report_to` for the trainer ("none" when no tracker is configured). TensorBoard's event files go to
+    RUNS/gen-NNNN-<phase> (transformers reads the folder from TENSORBOARD_LOGGING_DIR), one run per phase,
+    so `tensorboard --logdir STATE/runs` shows the lineage."""
+    if not spec.report_to:
+        return "none"
+    if "tensorboard" in spec.report_to and spec.runs_dir:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(spec.runs_dir) / run_name(spec))
+    return list(spec.report_to)
 
 
 def callbacks(spec: TrainSpec, curve: list[dict[str, Any]]) -> list[Any]:

@@ -54,6 +54,8 @@ class TrainSpec(_Strict):
     ref: RefKind = "sft"  # DPO reference: the starting policy, the parent's adapter, or base
     ref_adapter: AdapterRef | None = None  # for ref = "parent" when the parent has one
     meta: dict[str, Any] = Field(default_factory=dict)  # copied into the adapter's evolver_adapter.json
+    report_to: list[str] = Field(default_factory=list)  # training.report_to: trackers the trainer logs to
+    runs_dir: str | None = None  # where trackers that write files (tensorboard) put this run: RUNS/gen-NNNN-<phase>
 
     @model_validator(mode="after")
     def _one_phase(self) -> TrainSpec:

@@ -49,6 +49,7 @@ def generation_view(d: GenDetail, benchmark: str | None = None) -> RenderableTyp
     if g.note:
         info.add_row("note", g.note)
     parts.append(info)
+    parts.extend(_versions(d))
 
     parts.append(section("config vs parent"))
     parts.append(_config_diff(d))
@@ -79,6 +80,20 @@ def generation_view(d: GenDetail, benchmark: str | None = None) -> RenderableTyp
     parts.append(section("reflections (pool)"))
     parts.extend(reflections_block(d))
     return Group(*parts)
+
+
+def _versions(d: GenDetail) -> list[RenderableType]:
+    """The stack that made it, and a warning for each version that differs from its parent's."""
+    if not d.versions:
+        return [Text("versions  not recorded (made before evolver recorded them)", style="dim")]
+    keys = ("evolver", "torch", "cuda", "transformers", "trl", "peft", "vllm", "python")
+    shown = "  ".join(f"{k} {d.versions.get(k) or '-'}" for k in keys if k in d.versions)
+    out: list[RenderableType] = [Text(f"versions  {shown}", style="dim")]
+    if d.parent is not None and d.versions_changed:
+        changes = ", ".join(f"{k} {a or '-'} -> {b or '-'}" for k, (a, b) in d.versions_changed.items())
+        out.append(Text(f"warning: made with other versions than {gen_name(d.parent.id)}: {changes}",
+                        style="yellow"))
+    return out
 
 
 def _grid() -> Table:

@@ -70,6 +70,8 @@ def generation_json(d: GenDetail, benchmark: str | None = None) -> dict[str, Any
     row = gen_json(d.lineage, d.gen.id, benchmark)
     row["phases"] = {n: {**row["phases"][n], "detail": p.detail} for n, p in d.gen.phases.items()}
     row.update({
+        "versions": d.versions or None,
+        "versions_changed": {k: {"parent": a, "value": b} for k, (a, b) in d.versions_changed.items()},
         "config_diff": [{"key": k, "parent": a, "value": b} for k, a, b in d.config_diff],
         "train_logs": d.train_logs,
         "events": [{"id": e.id, "ts": e.ts, "kind": e.kind, "actor": e.actor, "reason": e.reason,

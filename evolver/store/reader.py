@@ -1,0 +1,81 @@
+"""A read-only handle on the store over `sqlite3` alone, for the commands a person runs while the
+daemon works (`status`, `lineage`, `show`, `events`, `watch`).
+
+Why not `Store`: importing sqlmodel and sqlalchemy costs about half a second of every process on a
+small machine, more than the whole query. The read side (lineage.py, watch.py, detail.py) runs
+plain SQL through `rows()`, which both this class and `Store` offer, so the TUI and the daemon keep
+their `Store` and a one-shot command opens this instead. It never writes: a database whose schema
+is behind this evolver's is migrated once by `Store.open` first; one from a newer evolver is refused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from evolver.store.migrations import MIGRATIONS, SchemaTooNewError, applied
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class Rows(Protocol):
+    """What the read side needs of a store: plain SQL in, tuples out."""
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
+
+
+class ReadStore:
+    """One sqlite3 connection in query-only mode; with WAL it never waits for the daemon's writes."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+
+    @classmethod
+    def open(cls, path: str | Path) -> ReadStore:
+        p = Path(path)
+        conn = _connect(p)
+        known = [name for name, _ in MIGRATIONS]
+        done = applied(conn)
+        if [n for n in done if n not in known]:
+            conn.close()
+            raise SchemaTooNewError(
+                f"{p}: written by a newer evolver (schema {done[-1]}; this one knows up to "
+                f"{known[-1]}); upgrade evolver, the database was not modified"
+            )
+        if done != known:  # an older schema (or a blank file): migrate once, as any other command would
+            conn.close()
+            from evolver.store.repo import Store
+
+            Store.open(p).close()
+            conn = _connect(p)
+        conn.execute("PRAGMA query_only=ON")
+        return cls(p, conn)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return [tuple(r) for r in self._conn.execute(sql, tuple(params)).fetchall()]
+
+    def schema_version(self) -> list[str]:
+        return [r[0] for r in self.rows("SELECT name FROM schema_migrations ORDER BY name")]
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ReadStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _connect(p: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def in_list(ids: Sequence[int]) -> str:
+    """`(?,?,?)` for an IN clause of len(ids) parameters."""
+    return "(" + ",".join("?" * len(ids)) + ")"
