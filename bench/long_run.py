@@ -38,10 +38,12 @@ def current_after(store: Any, k: int) -> int:
     return max(ids, default=0)
 
 
-def unit_outcomes(ctx: Any, generation: int, primary: str) -> dict[str, dict[int, bool]]:
+def unit_outcomes(ctx: Any, generation: int, primaries: tuple[str, ...]) -> dict[str, dict[int, bool]]:
+    """'unit metric' -> per-question outcomes, for each unit and primary metric."""
     from evolver.stages.decide import scores
 
-    return {u: dict(s.outcomes) for u, s in scores(ctx, generation, primary).benchmarks.items()}
+    return {f"{u} {m}": dict(o) for u, s in scores(ctx, generation, primaries).benchmarks.items()
+            for m, o in s.by_metric.items()}
 
 
 def analyse(cfg: LoadedConfig, store: Any, backends: Any, generations: int) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def analyse(cfg: LoadedConfig, store: Any, backends: Any, generations: int) -> d
     early, late = current_after(store, 3), current_after(store, generations)
     tests: dict[str, dict[str, Any]] = {}
     if early != late:
-        a, b = unit_outcomes(ctx, late, policy.primary), unit_outcomes(ctx, early, policy.primary)
+        a, b = unit_outcomes(ctx, late, policy.primaries), unit_outcomes(ctx, early, policy.primaries)
         units = sorted(set(a) & set(b))
         alpha = policy.alpha / max(len(units), 1)
         for u in units:

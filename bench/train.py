@@ -38,8 +38,7 @@ def synthetic_rows(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """D+ rows (wrong trial 1, a diagnosing reflection, correct trial 2) and D± pairs over them."""
     dplus, pairs = [], []
     for i, item in enumerate(ArithTask().load("train", n)):
-        x, y = parse_question(item.text)
-        steps = gold_steps(x, y)
+        steps = gold_steps(parse_question(item.text))
         good = render_solution(steps)
         wrong_digit = (steps[0].s + 1) % 10
         bad = good.replace(f"Finish[{answer_of(steps)}]", f"Finish[{answer_of(steps)[:-1]}{wrong_digit}]")

@@ -1,6 +1,6 @@
 """Held-out baseline of a world model: greedy trial 1, one greedy reflection + retry on the wrong ones.
 
-    python bench/world_baseline.py [--model DIR] [--limit 500] [--levels 4,5,6] [--instruction 1-1-2] [--json]
+    python bench/world_baseline.py [--model DIR] [--limit 500] [--levels 10,9,8] [--instruction 1-1-2] [--json]
 
 Loads by folder path only (works with HF_HUB_OFFLINE=1) and prints acc@t1, acc@t2, parse rate and
 seconds per level (`--limit` questions of each).
@@ -53,10 +53,10 @@ def run_round(backend: TransformersBackend, task: ArithTask, items: list[Item], 
 
 
 def baseline(folder: str, limit: int, instruction_id: str, batch: int, threads: int = 1,
-             digits: int = 4) -> dict[str, Any]:
+             base: int = 10) -> dict[str, Any]:
     t0 = time.time()
     backend = load(folder, batch, threads)
-    task = ArithTask(levels=(digits,))
+    task = ArithTask(bases=(base,))
     items = task.load("test", limit)
     instruction = {i.id: i.text for i in default_pool()}[instruction_id]
     t1 = generate(backend, [trial_prompt(task.answer_format, it.text) for it in items], TRIAL)
@@ -67,7 +67,7 @@ def baseline(folder: str, limit: int, instruction_id: str, batch: int, threads: 
     fixed = sum(v.correct for *_, v in round2)
     n = len(items)
     return {
-        "model": folder, "level": f"{digits}d", "questions": n, "instruction": instruction_id,
+        "model": folder, "level": f"b{base}", "questions": n, "instruction": instruction_id,
         "acc@t1": sum(v.correct for v in v1) / n, "acc@t2": (n - len(wrong) + fixed) / n,
         "parse@t1": sum(v.reason != "unparsed" for v in v1) / n,
         "parse@t2": sum(v.reason != "unparsed" for *_, v in round2) / max(1, len(round2)),
@@ -79,7 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(base_model_path()))
     ap.add_argument("--limit", type=int, default=500, help="Questions per level.")
-    ap.add_argument("--levels", default="4", help="Comma-separated digit counts, e.g. 4,5,6 (4 is the base level).")
+    ap.add_argument("--levels", default="10", help="Comma-separated number bases, e.g. 10,9,8 (10 is the base level).")
     ap.add_argument("--instruction", default="1-1-2")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)

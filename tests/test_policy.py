@@ -368,3 +368,24 @@ def test_cli_pin_promote_rollback_events(tmp_path: Path, store: Store) -> None:
     (tmp_path / "bad.toml").write_text("margin = 'x'\n")
     r = run("policy", "check", str(tmp_path / "bad.toml"))
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "bad.toml: margin: expected" in r.stderr
+
+
+def test_several_primary_metrics_promote_on_either_and_split_alpha() -> None:
+    """primary = ["acc@t2", "acc@t1"]: a solver that gets much better at the first try is promoted even when
+    acc@t2 stands still; the paired tests are split over benchmarks x metrics."""
+    n = 400
+    inc_t2 = {q: q < 370 for q in range(n)}
+    inc_t1 = {q: q < 260 for q in range(n)}
+    cand_t1 = {q: q < 360 for q in range(n)}
+    cand = Scores(2, "evaluated", {"arith": BenchmarkScores({"acc@t1": 0.9, "acc@t2": 0.925}, inc_t2,
+                                                            {"acc@t2": inc_t2, "acc@t1": cand_t1})})
+    inc = Scores(1, "promoted", {"arith": BenchmarkScores({"acc@t1": 0.65, "acc@t2": 0.925}, inc_t2,
+                                                          {"acc@t2": inc_t2, "acc@t1": inc_t1})})
+    only_t2 = Policy(primary="acc@t2")
+    assert not decide(cand, inc, only_t2).promote  # acc@t2 +0.0: nothing to see on the one metric
+    both = Policy(primary=["acc@t2", "acc@t1"])
+    d = decide(cand, inc, both)
+    assert d.promote and d.reason.startswith("acc@t1 +25.0 pts on arith") and "0.05/2 metrics" in d.reason
+    assert set(d.tests) == {"arith", "arith acc@t1"} and d.tests["arith acc@t1"]["alpha"] == 0.025
+    with pytest.raises(ValueError, match="distinct"):
+        Policy(primary=["acc@t1", "acc@t1"])

@@ -10,27 +10,27 @@ from evolver.world.task import ArithTask
 RULES = PoolRules(size=20, returns=0.25, frontier_share=0.75, mastery=0.9)
 
 
-def items(levels: tuple[int, ...] = (4, 5, 6), n: int = 100) -> list[Item]:
-    return ArithTask(levels=levels).load("train", n)
+def items(bases: tuple[int, ...] = (10, 9, 8), n: int = 100) -> list[Item]:
+    return ArithTask(bases=bases).load("train", n)
 
 
 def test_frontier_is_the_lowest_level_not_mastered() -> None:
-    assert frontier_level(["4d", "5d", "6d"], {"4d": 0.95, "5d": 0.5}, 0.9) == "5d"
-    assert frontier_level(["4d", "5d", "6d"], {}, 0.9) == "4d"  # unknown is not mastered
-    assert frontier_level(["4d", "5d"], {"4d": 0.99, "5d": 0.95}, 0.9) == "5d"  # all mastered: the top
+    assert frontier_level(["b10", "b9", "b8"], {"b10": 0.95, "b9": 0.5}, 0.9) == "b9"
+    assert frontier_level(["b10", "b9", "b8"], {}, 0.9) == "b10"  # unknown is not mastered
+    assert frontier_level(["b10", "b9"], {"b10": 0.99, "b9": 0.95}, 0.9) == "b9"  # all mastered: the top
 
 
 def test_new_questions_come_from_the_frontier_and_the_level_above() -> None:
-    pool = draw(items(), {}, {"4d": 0.95, "5d": 0.4}, RULES)
-    assert pool.frontier == "5d" and len(pool.items) == 20
+    pool = draw(items(), {}, {"b10": 0.95, "b9": 0.4}, RULES)
+    assert pool.frontier == "b9" and len(pool.items) == 20
     got = by_level(pool.items)
-    assert set(got) == {"5d", "6d"} and len(got["5d"]) == 15 and len(got["6d"]) == 5
-    assert pool.report["levels"] == {"5d": {"new": 15, "returning": 0}, "6d": {"new": 5, "returning": 0}}
-    assert draw(items(), {}, {"4d": 0.95, "5d": 0.4}, RULES).items == pool.items  # deterministic
+    assert set(got) == {"b9", "b8"} and len(got["b9"]) == 15 and len(got["b8"]) == 5
+    assert pool.report["levels"] == {"b9": {"new": 15, "returning": 0}, "b8": {"new": 5, "returning": 0}}
+    assert draw(items(), {}, {"b10": 0.95, "b9": 0.4}, RULES).items == pool.items  # deterministic
 
 
 def test_a_solved_question_retires_and_a_failed_one_returns() -> None:
-    all_items = items((4,))
+    all_items = items((10,))
     first = draw(all_items, {}, {}, RULES)
     solved, failed = first.items[:10], first.items[10:]
     history = {it.id: (1, True, 1) for it in solved} | {it.id: (1, False, 1) for it in failed}
@@ -38,7 +38,7 @@ def test_a_solved_question_retires_and_a_failed_one_returns() -> None:
     ids = {it.id for it in second.items}
     assert not ids & {it.id for it in solved}  # retired: never again
     back = [it for it in second.items if it.id in {f.id for f in failed}]
-    assert len(back) == 5 == second.report["levels"]["4d"]["returning"]  # a quarter of 20
+    assert len(back) == 5 == second.report["levels"]["b10"]["returning"]  # a quarter of 20
     assert second.report["retired_before"] == 10 and second.report["waiting_before"] == 10
     fresh = [it for it in second.items if it.id not in history]
     assert len(fresh) == 15 and fresh == [it for it in all_items if it.id not in history][:15]

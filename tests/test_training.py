@@ -149,7 +149,7 @@ def test_two_stage_mixes_both_stages_and_window_reaches_ancestors(tmp_path: Path
         store.put_dataset(g, "D+", "harvest", dplus_rows(3, offset=10 * g))
     store.put_dataset(3, "T1", "harvest", [{"question_id": 1, "attempt_id": 1, "prompt": "P", "completion": " C"}])
     assert tdata.window(store, 3, 2) == [3, 2]
-    two = cfg.config.training.sft.model_copy(update={"mode": "two_stage", "include_correct_t1": True})
+    two = cfg.config.training.sft.model_copy(update={"mode": "two_stage", "data": ["D+", "T1"]})
     ts = tdata.sft_set(store, [3, 2], two)
     assert ts.counts == {"D+": 6, "T1": 1} and len(ts.examples) == 13
     assert [s["generation"] for s in ts.sources if s["kind"] == "D+"] == [3, 2]
@@ -157,7 +157,7 @@ def test_two_stage_mixes_both_stages_and_window_reaches_ancestors(tmp_path: Path
     assert ts.examples[1] == {"prompt": first["retry_prompt"],
                               "completion": tdata.trial2_completion(first["reflection"], first["trial2"])}
     # plain rejection sampling: the trial-1-correct answers alone, no reflection and no retry
-    rft = cfg.config.training.sft.model_copy(update={"mode": "answers", "data": [], "include_correct_t1": True})
+    rft = cfg.config.training.sft.model_copy(update={"mode": "answers", "data": ["T1"]})
     ts = tdata.sft_set(store, [3, 2], rft)
     assert ts.counts == {"T1": 1} and ts.examples == [{"prompt": "P", "completion": " C"}]
 

@@ -16,14 +16,18 @@ from evolver.models import ModelLoadError, load_causal_lm, load_tokenizer
 from evolver.reflection.instructions import default_pool
 from evolver.reflection.prompts import reflect_prompt, retry_prompt, trial_prompt
 from evolver.world import base_model_path
-from evolver.world.corpus import examples, fault_kind, gold_faults, make_example, run_chain, slipped
+from evolver.world.corpus import examples, fault_kind, gold_faults, make_example, misread, run_chain, slipped
 from evolver.world.task import (
     ArithTask,
+    Question,
     Step,
+    as_first_trial,
     content_hash,
     gold_steps,
+    make_questions,
     parse_answer,
     parse_question,
+    render_retry,
     render_solution,
 )
 from evolver.world.tokenizer import template_texts
@@ -54,8 +58,7 @@ def test_splits_are_large_and_disjoint_including_the_corpus(task: ArithTask) -> 
 
 def test_scorer_correct_perturbed_unparseable(task: ArithTask) -> None:
     item = task.load("test", 1)[0]
-    x, y = (int(s) for s in item.text.split(" + "))
-    good = render_solution(gold_steps(x, y))
+    good = render_solution(gold_steps(parse_question(item.text)))
     v = task.score(item, good)
     assert v.correct and v.reason == "correct" and v.answer == item.gold
     assert task.score(item, f"... Finish[ {' '.join(item.gold)} ]  tail").correct
@@ -73,12 +76,13 @@ def test_corpus_errors_are_systematic_and_retries_follow_reflections() -> None:
     pool = default_pool()
     # 7+8 always trips the 'big' habit when it fires; the reflection that names it fixes the retry.
     fires = [True] * 4
-    steps = run_chain(1870, 1180, fires)
+    q = Question("1870", "1180")
+    steps = run_chain(q, fires)
     assert steps[1].s == 7 + 8 + 0 - 1
-    assert gold_faults(1870, 1180, steps) == [(1, "big")]
+    assert gold_faults(q, steps) == [(1, "big")]
     stats = {"good_all": [0, 0], "lazy": [0, 0]}
-    for _ in range(400):
-        ex = make_example(rng, rng.randint(10**5, 10**6 - 1), rng.randint(10**5, 10**6 - 1), pool)
+    for q in make_questions(5, False, 400):
+        ex = make_example(rng, q, pool)
         if ex.quality in stats:
             stats[ex.quality][0] += 1
             stats[ex.quality][1] += bool(ex.retry_correct)
@@ -94,12 +98,11 @@ def test_errors_keep_carries_and_a_retry_only_edits_named_steps() -> None:
     # A slip is off by one within its decade, so the carry into the next column stays right;
     # a drop that would change the carry (0+9 with a carry in) is not a habit.
     assert slipped(Step(3, 6, 0, 9), up=True).s == 8 and slipped(Step(3, 7, 0, 10), up=False).s == 11
-    assert fault_kind(0, 9, 1) is None and fault_kind(0, 8, 1) == "drop"
+    assert fault_kind(Step(0, 9, 1, 10)) is None and fault_kind(Step(0, 8, 1, 9)) == "drop"
     slipped_steps = copied = 0
     for ex in (e for e in examples(3, 3000) if e.retry_doc):
         t1 = _steps(ex.trial_doc.split("\nSolution:", 1)[1])
-        x, y = parse_question(ex.trial_doc.split("\nQuestion: ")[1].split("\n")[0])
-        gold_chain = gold_steps(x, y)
+        gold_chain = gold_steps(parse_question(ex.trial_doc.split("\nQuestion: ")[1].split("\n")[0]))
         gold = [st.text(i + 1) for i, st in enumerate(gold_chain)]
         assert [int(s[-2]) for s in t1[:-1]] == [int(s[-2]) for s in gold[:-1]]  # carries as in gold
         refl = ex.retry_doc.rsplit("\nReflection:", 1)[1].split("\nSolution:")[0]
@@ -114,7 +117,7 @@ def test_errors_keep_carries_and_a_retry_only_edits_named_steps() -> None:
                 copied += a != gold[i]
             else:  # a named step is restated as the reflection corrected it
                 assert f"{a} should be {written}" in refl and written == gold[i].split()[1]
-        slipped_steps += sum(a != g and fault_kind(st.a, st.b, st.c) is None for a, g, st in zip(t1, gold, gold_chain))
+        slipped_steps += sum(a != g and fault_kind(st) is None for a, g, st in zip(t1, gold, gold_chain))
     assert copied > 100 and slipped_steps > 20
 
 
@@ -213,3 +216,45 @@ def test_pretraining_rows_hold_whole_documents() -> None:
     retry = next(d for d, p in docs if p)
     row_i = next(i for i, r in enumerate(data.tolist()) if tok.decode(r).find(retry[:200]) >= 0)
     assert (targets[row_i] != -100).sum() < (data[row_i] != pad).sum()
+
+
+def test_bases_are_levels_with_their_own_tables() -> None:
+    """Base 9 writes 7+8 as 16, base 6 has 3-5 as its big digits; items carry their level; the base level keeps
+    its questions and ids."""
+    q = parse_question("6160 + 5550 (base 9)")
+    assert q == Question("6160", "5550", 9) and q.text == "6160 + 5550 (base 9)"
+    chain = gold_steps(q)
+    assert [st.equation for st in chain] == ["0+0+0=00", "6+5+0=12", "1+5+1=07", "6+5+0=12"]
+    assert render_solution(chain).endswith("Finish[12720]")
+    with pytest.raises(ValueError, match="beyond base 9"):
+        parse_question("6190 + 5550 (base 9)")
+    assert fault_kind(Step(3, 4, 0, 7, 6)) == "big" and fault_kind(Step(3, 4, 0, 7, 10)) is None
+    assert fault_kind(Step(3, 3, 0, 6, 6)) is None  # 3+3 = 10 in base 6: one less would lose the carry
+    items = ArithTask(bases=[10, 9, 6]).load("test", 3)
+    assert [i.meta["level"] for i in items] == ["b10"] * 3 + ["b9"] * 3 + ["b6"] * 3
+    assert [(i.id, i.text) for i in items[:3]] == [(i.id, i.text) for i in ArithTask().load("test", 3)]
+    for it in items:
+        assert ArithTask().score(it, render_solution(gold_steps(parse_question(it.text)))).correct
+    with pytest.raises(ValueError, match="bases"):
+        ArithTask(bases=[11])
+
+
+def test_a_misread_keeps_the_carry_and_a_good_reflection_restates_the_question_digits() -> None:
+    rng = random.Random(1)
+    for st in gold_steps(Question("4739", "5862")):
+        m = misread(rng, st)
+        assert m is not None and (m.a, m.b) != (st.a, st.b) and m.s == m.a + m.b + m.c
+        assert (m.s >= 10) == (st.s >= 10)
+    named = misreads = 0
+    for ex in examples(2, 2000):
+        if ex.reflect_doc and "Plan: read each digit from the question." in ex.reflect_doc:
+            misreads += 1
+        if ex.quality == "good_all" and ex.retry_correct:
+            named += 1
+    assert misreads > 10 and named > 100
+
+
+def test_a_correct_retry_is_the_first_trial_it_amounts_to() -> None:
+    chain = gold_steps(Question("1870", "1180"))
+    retry = render_retry(chain, {1})
+    assert " 2 fixed 7+8+0=15;" in retry and as_first_trial(retry) == render_solution(chain)

@@ -61,17 +61,12 @@ def outcomes(store: Store, generation: int, suite: str, protocol: str, key: str,
 def by_unit(suite: str, result: Outcomes, levels: dict[int, str | None]) -> dict[str, Outcomes]:
     """The suite's outcomes and, when its questions have two or more levels, each level's."""
     units = {suite: result}
-    distinct = sorted({lv for lv in levels.values() if lv is not None}, key=_level_order)
+    distinct = list(dict.fromkeys(levels[q] for q in sorted(levels) if levels[q] is not None))  # the task's order
     if len(distinct) >= 2:
         for lv in distinct:
             units[unit_name(suite, lv)] = {m: {q: ok for q, ok in per.items() if levels.get(q) == lv}
                                            for m, per in result.items()}
     return units
-
-
-def _level_order(level: str) -> tuple[int, str]:
-    digits = "".join(ch for ch in level if ch.isdigit())
-    return (int(digits) if digits else 0, level)
 
 
 def rates(result: Outcomes) -> dict[str, tuple[float, int]]:

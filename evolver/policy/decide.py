@@ -8,9 +8,12 @@ The rule, in order:
    never-evaluated ones are refused with a reason that says so.
 2. Any considered benchmark/metric that drops more than `max_regression` points
    (`t1_max_drop` for acc@t1) rejects the candidate, whatever it gained elsewhere.
-3. The primary metric must rise by at least `margin` points on some benchmark, and the
-   paired test on that benchmark must be significant at alpha / (number of benchmarks)
-   (Bonferroni: adding suites must not make promotion easier by chance).
+3. A primary metric must rise by at least `margin` points on some benchmark, and the
+   paired test on that benchmark must be significant at alpha / (benchmarks x primary metrics)
+   (Bonferroni: adding suites or metrics must not make promotion easier by chance). With
+   several primary metrics (`primary = ["acc@t2", "acc@t1"]`) a significant gain in any of them
+   promotes: a model that answers more questions right at the first try is better even when
+   its reflections add nothing more.
 
 A "benchmark" here is a unit of evaluation: a suite, or one level of a suite with levels
 ('arith/5d'); `policy.benchmarks` names suites and selects all their units.
@@ -37,10 +40,15 @@ class PolicyInputError(UsageError):
 
 @dataclass(frozen=True)
 class BenchmarkScores:
-    """One benchmark's aggregate metrics (fractions in [0, 1]) and per-question outcomes of the primary metric."""
+    """One benchmark's aggregate metrics (fractions in [0, 1]) and per-question outcomes of the primary metric
+    (`outcomes`), and of further primary metrics by name (`by_metric`)."""
 
     metrics: Mapping[str, float]
     outcomes: Mapping[Hashable, bool] = field(default_factory=dict)
+    by_metric: Mapping[str, Mapping[Hashable, bool]] = field(default_factory=dict)
+
+    def paired(self, metric: str, first: str) -> Mapping[Hashable, bool]:
+        return self.by_metric.get(metric, self.outcomes if metric == first else {})
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Decision:
     incumbent_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     deltas: dict[str, dict[str, float]] = field(default_factory=dict)  # candidate - incumbent, in points
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # per benchmark: the paired test of `primary`
+    # ("bench" for the first primary metric, "bench metric" for the others)
 
     @property
     def promote(self) -> bool:
@@ -101,14 +110,15 @@ def _refusal(candidate: Scores) -> str | None:
     return None
 
 
-def _paired_test(cand: BenchmarkScores, inc: BenchmarkScores, policy: Policy, alpha: float) -> dict[str, Any]:
+def _paired_test(cand: Mapping[Hashable, bool], inc: Mapping[Hashable, bool], policy: Policy,
+                 alpha: float) -> dict[str, Any]:
     if policy.test == "mcnemar":
-        r = mcnemar(cand.outcomes, inc.outcomes)
+        r = mcnemar(cand, inc)
         pr = r.paired
         significant = pr.cand_only > pr.inc_only and r.p < alpha
         extra: dict[str, Any] = {"p": r.p}
     else:
-        ci = bootstrap_ci(cand.outcomes, inc.outcomes, alpha=alpha, n_boot=policy.n_boot, seed=policy.seed)
+        ci = bootstrap_ci(cand, inc, alpha=alpha, n_boot=policy.n_boot, seed=policy.seed)
         pr = ci.paired
         significant = pr.n > 0 and ci.low > 0
         extra = {"ci": [100 * ci.low, 100 * ci.high], "level": ci.level, "n_boot": ci.n_boot, "seed": ci.seed}
@@ -118,7 +128,10 @@ def _paired_test(cand: BenchmarkScores, inc: BenchmarkScores, policy: Policy, al
 
 def _evidence(t: dict[str, Any], policy: Policy, n_bench: int) -> str:
     """'p=0.0003 < 0.05' or '95% CI +6.1..+18.8 pts', plus n; names the Bonferroni split when there is one."""
-    split = f" ({policy.alpha:g}/{n_bench} benchmarks)" if n_bench > 1 else ""
+    n_metrics = len(policy.primaries)
+    what = " x ".join(x for x in (f"{n_bench} benchmarks" if n_bench > 1 else "",
+                                   f"{n_metrics} metrics" if n_metrics > 1 else "") if x)
+    split = f" ({policy.alpha:g}/{what})" if what else ""
     if t["test"] == "mcnemar":
         op = "<" if t["p"] < t["alpha"] else ">="
         return f"n={t['n']}, p={t['p']:.2g} {op} {t['alpha']:.3g}{split}"
@@ -167,10 +180,12 @@ def decide(candidate: Scores, incumbent: Scores | None, policy: Policy) -> Decis
     base["incumbent_metrics"] = {b: dict(incumbent.benchmarks[b].metrics) for b in benches}
     base["deltas"] = deltas
 
+    primaries = policy.primaries
     for b in benches:
         for side, g in ((candidate, cg), (incumbent, ig)):
-            if policy.primary not in side.benchmarks[b].metrics:
-                return reject(f"{g} has no {policy.primary} on {b}")
+            for p in primaries:
+                if p not in side.benchmarks[b].metrics:
+                    return reject(f"{g} has no {p} on {b}")
 
     regressions = []
     for b in benches:
@@ -180,42 +195,49 @@ def decide(candidate: Scores, incumbent: Scores | None, policy: Policy) -> Decis
                 regressions.append((d + limit, f"{m} {_pts(d)} on {b} exceeds {key} {limit:g}"
                                     f" ({100 * incumbent.benchmarks[b].metrics[m]:.1f} -> "
                                     f"{100 * candidate.benchmarks[b].metrics[m]:.1f})"))
-    alpha = policy.alpha / len(benches)
-    tests = {b: _paired_test(candidate.benchmarks[b], incumbent.benchmarks[b], policy, alpha) for b in benches}
+    alpha = policy.alpha / (len(benches) * len(primaries))
+    tests = {_test_key(b, p, primaries): _paired_test(candidate.benchmarks[b].paired(p, primaries[0]),
+                                                     incumbent.benchmarks[b].paired(p, primaries[0]), policy, alpha)
+             for b in benches for p in primaries}
     base["tests"] = tests
     if regressions:
         regressions.sort()
         more = f" (+{len(regressions) - 1} more)" if len(regressions) > 1 else ""
         return reject(f"regression: {regressions[0][1]}{more}")
 
-    p = policy.primary
-    ranked = sorted(benches, key=lambda b: -deltas[b][p])
-    winners = [b for b in ranked if deltas[b][p] >= policy.margin - EPS and tests[b]["significant"]]
+    ranked = sorted(((b, p) for b in benches for p in primaries), key=lambda bp: -deltas[bp[0]][bp[1]])
+    winners = [(b, p) for b, p in ranked
+               if deltas[b][p] >= policy.margin - EPS and tests[_test_key(b, p, primaries)]["significant"]]
     if winners:
-        b = winners[0]
+        b, p = winners[0]
         cm, im = candidate.benchmarks[b].metrics, incumbent.benchmarks[b].metrics
         return Decision("promote", f"{p} {_pts(deltas[b][p])} on {b} ({100 * im[p]:.1f} -> {100 * cm[p]:.1f},"
-                        f" {_evidence(tests[b], policy, len(benches))}), no regression", **base)
-    b = ranked[0]
+                        f" {_evidence(tests[_test_key(b, p, primaries)], policy, len(benches))}), no regression",
+                        **base)
+    b, p = ranked[0]
     d = deltas[b][p]
+    t = tests[_test_key(b, p, primaries)]
     if d < policy.margin - EPS:
         return reject(f"{p} {_pts(d)} on {b} is below the {policy.margin:g}-pt margin"
-                      f" ({_evidence(tests[b], policy, len(benches))})")
-    return reject(f"{p} {_pts(d)} on {b} is not significant ({_evidence(tests[b], policy, len(benches))})")
+                      f" ({_evidence(t, policy, len(benches))})")
+    return reject(f"{p} {_pts(d)} on {b} is not significant ({_evidence(t, policy, len(benches))})")
+
+
+def _test_key(bench: str, metric: str, primaries: tuple[str, ...]) -> str:
+    """Tests are keyed by benchmark for the first primary metric (what views quote), 'bench metric' for others."""
+    return bench if metric == primaries[0] else f"{bench} {metric}"
 
 
 def should_rollback(current_now: Mapping[str, Mapping[str, float]],
                     current_at_promotion: Mapping[str, Mapping[str, float]], policy: Policy) -> tuple[bool, str]:
     """Whether a re-evaluation of the current generation fell more than `tolerance` points below its
-    promotion-time score on the primary metric of any considered benchmark (benchmark -> metric -> value)."""
-    p = policy.primary
+    promotion-time score on a primary metric of any considered benchmark (benchmark -> metric -> value)."""
     benches = list(policy.benchmarks) or sorted(current_now.keys() & current_at_promotion.keys())
-    pairs = [(b, float(current_now[b][p]), float(current_at_promotion[b][p])) for b in benches
-             if p in current_now.get(b, {}) and p in current_at_promotion.get(b, {})]
+    pairs = [(b, p, float(current_now[b][p]), float(current_at_promotion[b][p])) for b in benches
+             for p in policy.primaries if p in current_now.get(b, {}) and p in current_at_promotion.get(b, {})]
     if not pairs:
-        return False, f"no {p} to compare with the promotion-time scores; nothing to judge"
-    worst = min(pairs, key=lambda t: t[1] - t[2])
-    b, now, then = worst
+        return False, f"no {'/'.join(policy.primaries)} to compare with the promotion-time scores; nothing to judge"
+    b, p, now, then = min(pairs, key=lambda t: t[2] - t[3])
     drop = 100 * (then - now)
     if drop > policy.tolerance + EPS:
         return True, (f"{p} on {b} fell {drop:.1f} pts since promotion ({100 * then:.1f} -> {100 * now:.1f}),"

@@ -33,7 +33,9 @@ class Policy(BaseModel):
 
     name: str = Field("default", min_length=1, description="Shown in events and `evolver status`.")
     description: str = Field("", description="Free text for people reading the file.")
-    primary: PairedMetric = Field("acc@t2", description="Metric a candidate must improve (per-question outcomes needed).")
+    primary: PairedMetric | list[PairedMetric] = Field(
+        "acc@t2", description="Metric, or metrics, a candidate must improve: a significant gain of at least `margin` in"
+        " any of them promotes (the paired test split over them too, Bonferroni).")
     benchmarks: list[str] = Field(
         default_factory=list, description="Benchmarks considered; empty = every benchmark both sides were evaluated on."
     )
@@ -63,7 +65,14 @@ class Policy(BaseModel):
     def _consistent(self) -> Policy:
         if len(set(self.benchmarks)) != len(self.benchmarks):
             raise ValueError(f"benchmarks lists a suite twice: {self.benchmarks}")
+        if isinstance(self.primary, list) and (not self.primary or len(set(self.primary)) != len(self.primary)):
+            raise ValueError(f"primary: expected one or more distinct metrics, got {self.primary}")
         return self
+
+    @property
+    def primaries(self) -> tuple[str, ...]:
+        """The primary metrics, first the one events and views quote."""
+        return tuple(self.primary) if isinstance(self.primary, list) else (self.primary,)
 
 
 def parse_policy(data: dict, source: str = "<policy>") -> Policy:

@@ -27,8 +27,8 @@ from evolver.policy.rules import Policy, load_policy
 from evolver.states import DECISIONS, EvalProtocol, GenStatus, PointerName
 
 
-def scores(ctx: StageContext, generation: int, primary: str, limit: int | None = None) -> Scores:
-    """A generation's standard-protocol metrics and per-question outcomes of `primary`, per unit."""
+def scores(ctx: StageContext, generation: int, primaries: tuple[str, ...], limit: int | None = None) -> Scores:
+    """A generation's standard-protocol metrics and per-question outcomes of the primary metrics, per unit."""
     g = ctx.store.generation(generation)
     assert g is not None
     benches: dict[str, BenchmarkScores] = {}
@@ -42,7 +42,8 @@ def scores(ctx: StageContext, generation: int, primary: str, limit: int | None =
         result = outcomes(ctx.store, generation, suite, EvalProtocol.STANDARD, ev.key, rounds)
         levels = question_levels(ctx.store, list(result.get("acc@t1", {})))
         for unit, per in by_unit(suite, result, levels).items():
-            benches[unit] = BenchmarkScores(metrics.get(unit, {}), per.get(primary, {}))
+            benches[unit] = BenchmarkScores(metrics.get(unit, {}), per.get(primaries[0], {}),
+                                            {m: per.get(m, {}) for m in primaries})
     return Scores(generation, g.status, benches)
 
 
@@ -67,13 +68,13 @@ def run(ctx: StageContext) -> StageResult:
     policy = load_policy(ctx.cfg.resolve(ctx.cfg.config.policy.file))
     incumbent = ctx.store.pointer(PointerName.CURRENT)
     look = policy.model_copy(update={"alpha": policy.alpha / 2}) if policy.confirm else policy
-    cand = scores(ctx, ctx.generation, policy.primary)
-    inc = scores(ctx, incumbent, policy.primary) if incumbent is not None else None
+    cand = scores(ctx, ctx.generation, policy.primaries)
+    inc = scores(ctx, incumbent, policy.primaries) if incumbent is not None else None
     decision = decide(cand, inc, look)
     looks = [{"n": _n(cand), "decision": decision.kind, "reason": decision.reason}]
     if inc is not None and promising(decision, policy):
-        cand = scores(ctx, ctx.generation, policy.primary, limit=policy.confirm)
-        inc = scores(ctx, incumbent, policy.primary, limit=policy.confirm)  # type: ignore[arg-type]
+        cand = scores(ctx, ctx.generation, policy.primaries, limit=policy.confirm)
+        inc = scores(ctx, incumbent, policy.primaries, limit=policy.confirm)  # type: ignore[arg-type]
         decision = decide(cand, inc, look)
         decision = replace(decision, reason=f"second look, {_n(cand)} questions: {decision.reason}")
         looks.append({"n": _n(cand), "decision": decision.kind, "reason": decision.reason})
@@ -86,7 +87,7 @@ def promising(decision: Decision, policy: Policy) -> bool:
     """A first look worth a second: not promoted, nothing regressed, and some unit gained at least the margin."""
     if decision.promote or not policy.confirm or decision.reason.startswith("regression"):
         return False
-    return any(d.get(policy.primary, 0.0) >= policy.margin for d in decision.deltas.values())
+    return any(d.get(p, 0.0) >= policy.margin for d in decision.deltas.values() for p in policy.primaries)
 
 
 def _n(s: Scores) -> int:

@@ -11,8 +11,8 @@ wrong digit from the feedback, and are of mixed quality:
     'quickly go through'): "I see no faulty step.";
   - good: walks through trial 1 step by step, each step copied as written and judged
     ("1: 7+8+0=15 ok; 2: 9+8+1=17 should be 9+8+1=18; ..."); it flags the first faulty step (the
-    feedback points at it) and each later one with probability 0.85 (big), 0.6 (slip) or only
-    0.35 (drop), and passes the rest as "ok";
+    feedback points at it) and each later one with probability 0.85 (big), 0.6 (slip), 0.5 (misread:
+    the step restated with the question's digits) or only 0.35 (drop), and passes the rest as "ok";
   - misfix: the same walk with every step passed as "ok", the faulty ones included.
 The walk copies the failed solution in order, the way a retry does, so a correction's operands
 sit right next to it and are never recalled from a step number: reading them is a copy, not a
@@ -35,61 +35,78 @@ from evolver.reflection.instructions import Instruction, default_pool
 from evolver.reflection.prompts import REFLECTION_CUE, SOLUTION_CUE, reflect_prompt, retry_prompt, trial_prompt
 from evolver.world.task import (
     ANSWER_FORMAT,
+    Question,
     Step,
     answer_of,
-    columns,
     feedback_for,
+    gold_answer,
     gold_steps,
     make_questions,
-    question_text,
     render_retry,
     render_solution,
 )
 
-# Share of pretraining examples per length: mostly the base level, fewer and fewer longer ones, so the
-# generation-0 model writes every length in the right format but is less sure the longer it gets.
-LENGTH_MIX = {4: 0.5, 5: 0.2, 6: 0.14, 7: 0.1, 8: 0.06}
+# Share of pretraining examples per base: base 10 most, so the base level is the one the
+# generation-0 model knows best; every other base often enough to write it in the right format.
+BASE_MIX = {10: 0.4, 9: 0.15, 8: 0.15, 7: 0.15, 6: 0.15}
 P_FAULT = 0.85
 P_SLIP = 0.12  # per column without a habit error
-P_NAME_LATER = {"big": 0.85, "drop": 0.35, "slip": 0.6}
+P_MISREAD = 0.06  # per column without another error
+P_NAME_LATER = {"big": 0.85, "drop": 0.35, "slip": 0.6, "misread": 0.5}
 # Share of lazy reflections by verify part and by the place of the first wrong digit.
 LAZY = {1: {1: 0.2, 2: 0.6, 3: 0.65, 4: 0.65}, 2: {1: 0.6, 2: 0.7, 3: 0.75, 4: 0.75}}
 PLAN_HIGH = {"big": "Plan: add big digits with care.", "drop": "Plan: never drop a carry.",
-             "slip": "Plan: work more carefully.", None: "Plan: work more carefully."}
+             "slip": "Plan: work more carefully.", "misread": "Plan: read each digit from the question.",
+             None: "Plan: work more carefully."}
 VERIFY_TEXT = {1: "I traced each step.", 2: "I skimmed the steps."}
 
 
-def fault_kind(a: int, b: int, c: int) -> str | None:
+def fault_kind(st: Step) -> str | None:
     """The habit a column can trip; neither changes the carry out (a 0+9 column with a carry is safe)."""
-    if a >= 7 and b >= 7:
+    big = st.base - 3
+    if st.a >= big and st.b >= big and st.s - 1 >= st.base:  # in base 6, 3+3 = 10 would lose its carry
         return "big"
-    if c == 1 and (a == 0 or b == 0) and a + b <= 8:
+    if st.c == 1 and (st.a == 0 or st.b == 0) and st.a + st.b <= st.base - 2:
         return "drop"
     return None
 
 
-def faulty(a: int, b: int, c: int, kind: str) -> Step:
+def faulty(st: Step, kind: str) -> Step:
     if kind == "big":
-        return Step(a, b, c, a + b + c - 1)
-    return Step(a, b, 0, a + b)
+        return Step(st.a, st.b, st.c, st.s - 1, st.base)
+    return Step(st.a, st.b, 0, st.a + st.b, st.base)
 
 
 def slipped(st: Step, up: bool) -> Step:
     """The sum off by one within its decade, so the carry stays right."""
-    s = st.s + 1 if (up and st.s % 10 != 9) or st.s % 10 == 0 else st.s - 1
-    return Step(st.a, st.b, st.c, s)
+    top = st.base - 1
+    s = st.s + 1 if (up and st.s % st.base != top) or st.s % st.base == 0 else st.s - 1
+    return Step(st.a, st.b, st.c, s, st.base)
 
 
-def run_chain(x: int, y: int, fires: list[bool], slips: dict[int, bool] | None = None) -> list[Step]:
-    """Trial 1 as the model's habits write it; `slips` (0-based step -> up?) adds one-off slips."""
-    slips = slips or {}
+def misread(rng: random.Random, st: Step) -> Step | None:
+    """One of the column's digits read as another, the sum right for what was read and the carry unchanged."""
+    carry = st.s >= st.base
+    if rng.random() < 0.5:
+        options = [a for a in range(st.base) if a != st.a and (a + st.b + st.c >= st.base) == carry]
+        return Step(a, st.b, st.c, a + st.b + st.c, st.base) if (a := rng.choice(options or [-1])) >= 0 else None
+    options = [b for b in range(st.base) if b != st.b and (st.a + b + st.c >= st.base) == carry]
+    return Step(st.a, b, st.c, st.a + b + st.c, st.base) if (b := rng.choice(options or [-1])) >= 0 else None
+
+
+def run_chain(q: Question, fires: list[bool], slips: dict[int, bool] | None = None,
+              misreads: dict[int, Step] | None = None) -> list[Step]:
+    """Trial 1 as the model's habits write it; `slips` (0-based step -> up?) and `misreads` add one-off errors."""
+    slips, misreads = slips or {}, misreads or {}
     steps = []
-    for i, st in enumerate(gold_steps(x, y)):
-        kind = fault_kind(st.a, st.b, st.c)
+    for i, st in enumerate(gold_steps(q)):
+        kind = fault_kind(st)
         if kind and fires[i]:
-            steps.append(faulty(st.a, st.b, st.c, kind))
+            steps.append(faulty(st, kind))
         elif i in slips:
             steps.append(slipped(st, slips[i]))
+        elif i in misreads:
+            steps.append(misreads[i])
         else:
             steps.append(st)
     return steps
@@ -100,12 +117,14 @@ def edit(trial: list[Step], named: dict[int, Step]) -> list[Step]:
     return [named.get(i, st) for i, st in enumerate(trial)]
 
 
-def gold_faults(x: int, y: int, trial: list[Step]) -> list[tuple[int, str]]:
+def gold_faults(q: Question, trial: list[Step]) -> list[tuple[int, str]]:
     """Steps (0-based) where trial 1 differs from the gold chain, with the kind: what a perfect reflection names."""
     out = []
-    for i, (st, g) in enumerate(zip(trial, gold_steps(x, y))):
-        if st != g:
-            out.append((i, fault_kind(g.a, g.b, g.c) or "slip"))
+    for i, (st, g) in enumerate(zip(trial, gold_steps(q))):
+        if (st.a, st.b) != (g.a, g.b):
+            out.append((i, "misread"))
+        elif st != g:
+            out.append((i, fault_kind(g) or "slip"))
     return out
 
 
@@ -122,11 +141,11 @@ def walk(trial: list[Step], named: dict[int, Step]) -> str:
                      for i, st in enumerate(trial)) + "."
 
 
-def make_reflection(rng: random.Random, x: int, y: int, trial: list[Step], instruction: Instruction) -> Reflection:
+def make_reflection(rng: random.Random, q: Question, trial: list[Step], instruction: Instruction) -> Reflection:
     verify, plan = (int(p) for p in instruction.id.split("-")[::2])
     n = len(trial)
-    faults = gold_faults(x, y, trial)
-    gold = gold_steps(x, y)
+    faults = gold_faults(q, trial)
+    gold = gold_steps(q)
     r = rng.random()
     lazy = LAZY[verify][min(faults[0][0] + 1, 4)] if faults else 1.0
     named: dict[int, Step] = {}
@@ -166,20 +185,22 @@ class Example:
     retry_correct: bool | None
 
 
-def make_example(rng: random.Random, x: int, y: int, pool: list[Instruction]) -> Example:
-    fires = [rng.random() < P_FAULT for _ in columns(x, y)]
+def make_example(rng: random.Random, q: Question, pool: list[Instruction]) -> Example:
+    gold_chain = gold_steps(q)
+    fires = [rng.random() < P_FAULT for _ in gold_chain]
     slips = {i: rng.random() < 0.5 for i in range(len(fires)) if rng.random() < P_SLIP}
-    q = question_text(x, y)
-    gold = str(x + y)
-    trial = run_chain(x, y, fires, slips)
+    misreads = {i: m for i, st in enumerate(gold_chain)
+                if rng.random() < P_MISREAD and (m := misread(rng, st)) is not None}
+    gold = gold_answer(q)
+    trial = run_chain(q, fires, slips, misreads)
     out1 = render_solution(trial)
-    tp = trial_prompt(ANSWER_FORMAT, q)
+    tp = trial_prompt(ANSWER_FORMAT, q.text)
     ans1 = answer_of(trial)
     if ans1 == gold:
         return Example(tp + out1, None, None, True, None, None)
     instruction = rng.choice(pool)
-    refl = make_reflection(rng, x, y, trial, instruction)
-    rp = reflect_prompt(ANSWER_FORMAT, q, out1, feedback_for(ans1, gold), instruction.text)
+    refl = make_reflection(rng, q, trial, instruction)
+    rp = reflect_prompt(ANSWER_FORMAT, q.text, out1, feedback_for(ans1, gold), instruction.text)
     trial2 = edit(trial, refl.named)
     out2 = render_retry(trial2, set(refl.named))
     return Example(tp + out1, rp + refl.text, retry_prompt(rp, refl.text) + out2, False, refl.quality,
@@ -187,15 +208,15 @@ def make_example(rng: random.Random, x: int, y: int, pool: list[Instruction]) ->
 
 
 def examples(seed: int, count: int, mix: dict[int, float] | None = None) -> Iterator[Example]:
-    """Corpus examples from train-split questions only (drawn with their own seed), lengths by `mix`, shuffled."""
+    """Corpus examples from train-split questions only (drawn with their own seed), bases by `mix`, shuffled."""
     rng = random.Random(f"corpus:{seed}")
     pool = default_pool()
-    questions: list[tuple[int, int]] = []
-    for digits, share in sorted((mix or LENGTH_MIX).items()):
-        questions += make_questions(seed + 7919, held_out=False, count=round(count * share), digits=digits)
+    questions: list[Question] = []
+    for base, share in sorted((mix or BASE_MIX).items(), reverse=True):
+        questions += make_questions(seed + 7919, held_out=False, count=round(count * share), base=base)
     random.Random(f"corpus-order:{seed}").shuffle(questions)
-    for x, y in questions:
-        yield make_example(rng, x, y, pool)
+    for q in questions:
+        yield make_example(rng, q, pool)
 
 
 def documents(seed: int, count: int) -> Iterator[tuple[str, str]]:

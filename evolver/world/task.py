@@ -15,10 +15,13 @@ Questions come from a seed; a question belongs to the test split iff its content
 falls in the held-out bucket, so train (the pool and the pretraining corpus) and
 test are disjoint by construction.
 
-Levels are lengths: `levels = [4, 5, 6]` gives 4-, 5- and 6-digit questions, each item tagged
-with its level (`meta.level = "5d"`), so evaluation reports every level and the pool can climb
-from one to the next. Longer numbers mean more columns to get right, longer walks to copy and
-longer retries to follow; the generation-0 model saw fewer of them in pretraining.
+Levels are number bases: `bases = [10, 9, 8]` gives questions in base 10 (the base level, written
+`7283 + 1456`), base 9 (`7283 + 1456 (base 9)`) and base 8, each item tagged with its level
+(`meta.level = "b9"`), so evaluation reports every level and the pool can climb from one to the
+next. Every base has its own addition table, so what the model learns in one base does not
+carry over to another, and the lower the base the more columns hold two big digits (the
+generation-0 model's worst habit): each level is a skill of its own, harder than the one before.
+Numbers keep four digits in every base, so reading them is the same work at every level.
 """
 
 from __future__ import annotations
@@ -31,17 +34,19 @@ from dataclasses import dataclass
 from evolver.tasks.base import Item, Verdict
 
 ANSWER_FORMAT = "Add the numbers column by column from the right, then end with Finish[answer]."
-BASE_LEVEL = 4  # digits of the base level: the documented numbers are this level's
+BASE_LEVEL = 10  # the base level's number base: the documented numbers are this level's
+DIGITS = 4
 TEST_BUCKETS = 10  # one content-hash bucket in TEST_BUCKETS is held out
 TRAIN_SIZE = 40_000  # per level
 TEST_SIZE = 1_000  # per level
 _FINISH = re.compile(r"Finish\s*\[\s*([0-9][0-9\s]*?)\s*\]")
 _RETRY_STEP = re.compile(r"(\d+) (?:kept|fixed) ")
+_QUESTION = re.compile(r"\s*(\d+)\s*\+\s*(\d+)\s*(?:\(base (\d+)\))?\s*")
 
 
 @dataclass(frozen=True)
 class Step:
-    """One column: digit a + digit b + carry in = s (written digit s % 10, carry out s // 10).
+    """One column: digit a + digit b + carry in = s (written as two base digits: s // base, s % base).
 
     The sum is always written with two digits so every step has the same length: a
     small model then finds the next column's digits at a fixed distance.
@@ -51,24 +56,41 @@ class Step:
     b: int
     c: int
     s: int
+    base: int = BASE_LEVEL
 
     @property
     def equation(self) -> str:
-        return f"{self.a}+{self.b}+{self.c}={self.s:02d}"
+        return f"{self.a}+{self.b}+{self.c}={self.s // self.base}{self.s % self.base}"
 
     def text(self, i: int) -> str:
         return f"{i}: {self.equation}"
 
 
-def question_text(x: int, y: int) -> str:
-    return f"{x} + {y}"
+@dataclass(frozen=True)
+class Question:
+    """Two numerals of the same base (their digits as written) and the base."""
+
+    x: str
+    y: str
+    base: int = BASE_LEVEL
+
+    @property
+    def text(self) -> str:
+        return f"{self.x} + {self.y}" if self.base == BASE_LEVEL else f"{self.x} + {self.y} (base {self.base})"
 
 
-def parse_question(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*\+\s*(\d+)\s*", text)
+def question_text(x: int | str, y: int | str, base: int = BASE_LEVEL) -> str:
+    return Question(str(x), str(y), base).text
+
+
+def parse_question(text: str) -> Question:
+    m = _QUESTION.fullmatch(text)
     if not m:
         raise ValueError(f"not an arith question: {text!r}")
-    return int(m.group(1)), int(m.group(2))
+    q = Question(m.group(1), m.group(2), int(m.group(3) or BASE_LEVEL))
+    if any(int(ch) >= q.base for ch in q.x + q.y):
+        raise ValueError(f"not an arith question: {text!r} (a digit beyond base {q.base})")
+    return q
 
 
 def content_hash(text: str) -> str:
@@ -79,28 +101,31 @@ def is_held_out(text: str) -> bool:
     return int(content_hash(text)[:8], 16) % TEST_BUCKETS == 0
 
 
-def columns(x: int, y: int) -> list[tuple[int, int]]:
+def columns(q: Question) -> list[tuple[int, int]]:
     """Digit pairs from the right, padded with zeros to the longer number."""
-    sx, sy = str(x)[::-1], str(y)[::-1]
+    sx, sy = q.x[::-1], q.y[::-1]
     n = max(len(sx), len(sy))
     return [(int(sx[i]) if i < len(sx) else 0, int(sy[i]) if i < len(sy) else 0) for i in range(n)]
 
 
-def gold_steps(x: int, y: int) -> list[Step]:
+def gold_steps(q: Question) -> list[Step]:
     steps, c = [], 0
-    for a, b in columns(x, y):
+    for a, b in columns(q):
         s = a + b + c
-        steps.append(Step(a, b, c, s))
-        c = s // 10
+        steps.append(Step(a, b, c, s, q.base))
+        c = s // q.base
     return steps
+
+
+def gold_answer(q: Question) -> str:
+    return answer_of(gold_steps(q))
 
 
 def answer_of(steps: list[Step]) -> str:
     """Written digits, most significant first, with the last carry in front."""
-    digits = "".join(str(st.s % 10) for st in reversed(steps))
-    lead = str(steps[-1].s // 10) if steps and steps[-1].s >= 10 else ""
+    digits = "".join(str(st.s % st.base) for st in reversed(steps))
+    lead = str(steps[-1].s // steps[-1].base) if steps and steps[-1].s >= steps[-1].base else ""
     return (lead + digits).lstrip("0") or "0"
-
 
 def render_solution(steps: list[Step]) -> str:
     body = "; ".join(st.text(i + 1) for i, st in enumerate(steps))
@@ -133,8 +158,8 @@ def feedback_for(answer: str, gold: str) -> str:
     return f"{len(places)} wrong {noun}, first at place {first}."
 
 
-def level_name(digits: int) -> str:
-    return f"{digits}d"
+def level_name(base: int) -> str:
+    return f"b{base}"
 
 
 def as_first_trial(retry: str) -> str:
@@ -146,38 +171,47 @@ def as_first_trial(retry: str) -> str:
     return _RETRY_STEP.sub(lambda m: f"{m.group(1)}: ", retry)
 
 
-def make_questions(seed: int, held_out: bool, count: int, digits: int = BASE_LEVEL) -> list[tuple[int, int]]:
-    """`count` distinct (x, y) pairs of `digits` digits on the chosen side of the split, in a seeded order.
+def _numeral(n: int, base: int) -> str:
+    out = ""
+    while n:
+        n, d = divmod(n, base)
+        out = str(d) + out
+    return out or "0"
+
+
+def make_questions(seed: int, held_out: bool, count: int, base: int = BASE_LEVEL) -> list[Question]:
+    """`count` distinct 4-digit questions in `base` on the chosen side of the split, in a seeded order.
 
     The base level keeps the stream it always had, so its questions (and the documented numbers)
-    do not change when levels are added.
+    do not change with the levels added beside it.
     """
-    tag = "" if digits == BASE_LEVEL else f":{digits}d"
+    tag = "" if base == BASE_LEVEL else f":b{base}"
     rng = random.Random(f"arith:{seed}:{'test' if held_out else 'train'}{tag}")
     seen: set[tuple[int, int]] = set()
-    out: list[tuple[int, int]] = []
-    lo, hi = 10 ** (digits - 1), 10**digits - 1
+    out: list[Question] = []
+    lo, hi = base ** (DIGITS - 1), base**DIGITS - 1
     while len(out) < count:
-        rng.choice((digits,))  # keeps the base level's random stream as it was
+        rng.choice((DIGITS,))  # keeps the base level's random stream as it was
         pair = (rng.randint(lo, hi), rng.randint(lo, hi))
-        if pair in seen or is_held_out(question_text(*pair)) != held_out:
+        q = Question(_numeral(pair[0], base), _numeral(pair[1], base), base)
+        if pair in seen or is_held_out(q.text) != held_out:
             continue
         seen.add(pair)
-        out.append(pair)
+        out.append(q)
     return out
 
 
 class ArithTask:
-    """Column addition of two n-digit numbers for each n in `levels`; the world the shipped model was pretrained on."""
+    """Column addition of two 4-digit numbers in each base of `bases`; the world the shipped model was pretrained on."""
 
     name = "arith"
     answer_format = ANSWER_FORMAT
 
-    def __init__(self, seed: int = 0, levels: tuple[int, ...] | list[int] = (BASE_LEVEL,)) -> None:
-        if not levels or any(not 1 <= n <= 30 for n in levels):
-            raise ValueError(f"levels: expected digit counts between 1 and 30, got {list(levels)}")
+    def __init__(self, seed: int = 0, bases: tuple[int, ...] | list[int] = (BASE_LEVEL,)) -> None:
+        if not bases or any(not 4 <= b <= 10 for b in bases):
+            raise ValueError(f"bases: expected number bases between 4 and 10, got {list(bases)}")
         self.seed = seed
-        self.levels = tuple(sorted(set(levels)))
+        self.bases = tuple(sorted(set(bases), reverse=True))  # the base level first, then the harder ones
 
     def load(self, split: str = "test", limit: int | None = None) -> list[Item]:
         """Every level's questions, level by level; `limit` caps each level (not the total)."""
@@ -186,11 +220,11 @@ class ArithTask:
         size = TEST_SIZE if split == "test" else TRAIN_SIZE
         count = size if limit is None else min(limit, size)
         items = []
-        for n in self.levels:
-            prefix = f"arith-{split}" if n == BASE_LEVEL else f"arith-{split}-{level_name(n)}"
-            items += [Item(id=f"{prefix}-{i:05d}", text=question_text(x, y), gold=str(x + y), split=split,
-                           meta={"digits": n, "level": level_name(n)})
-                      for i, (x, y) in enumerate(make_questions(self.seed, split == "test", count, n))]
+        for b in self.bases:
+            prefix = f"arith-{split}" if b == BASE_LEVEL else f"arith-{split}-{level_name(b)}"
+            items += [Item(id=f"{prefix}-{i:05d}", text=q.text, gold=gold_answer(q), split=split,
+                           meta={"digits": DIGITS, "base": b, "level": level_name(b)})
+                      for i, q in enumerate(make_questions(self.seed, split == "test", count, b))]
         return items
 
     def as_first_trial(self, output: str) -> str:
