@@ -110,7 +110,7 @@ def main() -> None:
     t0 = time.time()
     last: dict[str, float] = {}
 
-    def progress(label: str, done: int, total: int) -> None:  # one line a minute, so a log shows the run
+    def progress(label: str, done: int, total: int, **counts: object) -> None:  # one line a minute in a log
         now = time.time()
         if now - last.get(label, 0) > 60 or done == total:
             last[label] = now

@@ -63,7 +63,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
     build_tiny_model(d / "model")
     (d / "evals" / "hashy").mkdir(parents=True)
     (d / "evals" / "hashy" / "manifest.toml").write_text(
-        'name = "hashy"\ntask = "evolver.testing.tasks:HashTask"\nseed = 0\nlimit = 16\n')
+        'name = "hashy"\ntask = "evolver.testing.tasks:HashTask"\nseed = 0\nlimit = 16\n[options]\nlevels = 2\n')
     shutil.copytree(repo_root / "policies", d / "policies")
     (d / "evolver.toml").write_text(CONFIG)
     return d
@@ -104,13 +104,13 @@ def _snapshot(db: Path) -> dict:
         }
 
 
-def _kill_when_training(proc: subprocess.Popen, db: Path, phase: str, timeout: float = 300) -> None:
+def _kill_when_training(proc: subprocess.Popen, db: Path, phase: str, timeout: float = 300, gen: int = 1) -> None:
     """SIGKILL the daemon while its training child runs `phase` (the realistic OOM/power-cut case)."""
     end = time.time() + timeout
     while time.time() < end and proc.poll() is None:
         if db.exists():
             with Store.open(db) as s:
-                ph = s.phase(1, phase)
+                ph = s.phase(gen, phase)
             if ph is not None and ph.status == "running" and psutil.Process(proc.pid).children(recursive=True):
                 time.sleep(1.0)
                 proc.kill()
@@ -122,14 +122,17 @@ def _kill_when_training(proc: subprocess.Popen, db: Path, phase: str, timeout: f
 
 def test_sigkill_in_every_phase_resumes_to_the_same_store(world: Path, tmp_path: Path) -> None:
     """Both runs happen in the same folder (one after the other), as two runs on one machine do: then every
-    row matches, adapter sha256 and evaluation keys included (an adapter names its base model's path)."""
+    row matches, adapter sha256 and evaluation keys included (an adapter names its base model's path).
+    The kills land in generation 2, whose pool draws on generation 1's history (failed questions return,
+    solved ones retire) and on its per-level scores: a resumed generation draws the same pool."""
     run = tmp_path / "run"
-    r = _evolver(_copy(world, run), "run", "--generations", "1")
+    r = _evolver(_copy(world, run), "run", "--generations", "2")
     assert r.returncode == 0, r.stderr[-2000:]
     ref = run.rename(tmp_path / "ref")
 
     cut = _copy(world, run)
     db = cut / "state" / "evolver.db"
+    assert _evolver(cut, "run", "--generations", "1").returncode == 0
     crash_points = {"generate": "generate:4", "harvest": "harvest:2", "evaluate": "evaluate:4", "decide": "decide:2"}
     for phase in PHASES:
         if phase in crash_points:
@@ -137,15 +140,19 @@ def test_sigkill_in_every_phase_resumes_to_the_same_store(world: Path, tmp_path:
             assert r.returncode == -signal.SIGKILL, (phase, r.returncode, r.stderr[-2000:])
         else:
             proc = _start(cut, "run", "--generations", "1")
-            _kill_when_training(proc, db, phase)
+            _kill_when_training(proc, db, phase, gen=2)
         with Store.open(db) as s:
-            ph = s.phase(1, phase)
+            ph = s.phase(2, phase)
             assert ph is not None and ph.status == "running", f"{phase} should have been killed mid-way"
     r = _evolver(cut, "run", "--generations", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     got, want = _snapshot(db), _snapshot(ref / "state" / "evolver.db")
     for table in want:
         assert got[table] == want[table], table
+    with Store.open(db) as s:
+        pool = json.loads(s.phase(2, "generate").detail)["pool"]
+        assert sum(v["returning"] for v in pool["levels"].values()) > 0  # generation 1's failures came back
+        assert {r.benchmark for r in s.eval_results(2)} >= {"hashy", "hashy/L0", "hashy/L1"}  # per-level results
 
 
 def test_single_writer_readers_and_clean_stop(world: Path, tmp_path: Path) -> None:

@@ -414,7 +414,7 @@ def test_too_little_data_skips_and_inherits(trained: dict[str, Any], tmp_path: P
     store.put_dataset(2, "D+", "harvest", dplus_rows(3))
     store.put_dataset(2, "D±", "harvest", pair_rows(2))
     sft = run_sft(ctx)
-    assert sft["status"] == "skipped" and "3 training rows (D+ 3)" in sft["reason"] and sft["inherited_from"] == 1
+    assert sft["status"] == "skipped" and "3 training rows (D+ 3" in sft["reason"] and sft["inherited_from"] == 1
     gen = store.generation(2)
     assert gen.adapter_sha256 == parent["adapter_sha256"]
     assert Path(gen.adapter_path) == (cfg.state_dir / "adapters/gen-0002/inherited").resolve()  # its own copy

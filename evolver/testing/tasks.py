@@ -19,14 +19,16 @@ class HashTask:
     name = "hashy"
     answer_format = "Answer with Finish[x]."
 
-    def __init__(self, seed: int = 0, size: int = 400) -> None:
+    def __init__(self, seed: int = 0, size: int = 400, levels: int = 1) -> None:
         self.seed = seed
         self.size = size
+        self.levels = levels  # > 1: items alternate between levels L0, L1, ... (per-level evaluation, the pool's frontier)
 
     def load(self, split: str = "test", limit: int | None = None) -> list[Item]:
         offset = 0 if split == "test" else 100_000
         items = [Item(id=f"{split}-{i}", text=f"{i + offset} + {(i * 7 + self.seed) % 13}",
-                      gold=str(i + offset + (i * 7 + self.seed) % 13), split=split) for i in range(self.size)]
+                      gold=str(i + offset + (i * 7 + self.seed) % 13), split=split,
+                      meta={"level": f"L{i % self.levels}"} if self.levels > 1 else {}) for i in range(self.size)]
         return items[:limit] if limit else items
 
     def score(self, item: Item, output: str) -> Verdict:

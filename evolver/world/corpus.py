@@ -54,7 +54,8 @@ P_SLIP = 0.12  # per column without a habit error
 P_MISREAD = 0.06  # per column without another error
 P_NAME_LATER = {"big": 0.85, "drop": 0.35, "slip": 0.6, "misread": 0.5}
 # Share of lazy reflections by verify part and by the place of the first wrong digit.
-LAZY = {1: {1: 0.2, 2: 0.6, 3: 0.65, 4: 0.65}, 2: {1: 0.6, 2: 0.7, 3: 0.75, 4: 0.75}}
+# Above one half, greedy decoding is lazy: generation 0 reflects well only when it samples.
+LAZY = {1: {1: 0.55, 2: 0.7, 3: 0.75, 4: 0.75}, 2: {1: 0.7, 2: 0.75, 3: 0.8, 4: 0.8}}
 PLAN_HIGH = {"big": "Plan: add big digits with care.", "drop": "Plan: never drop a carry.",
              "slip": "Plan: work more carefully.", "misread": "Plan: read each digit from the question.",
              None: "Plan: work more carefully."}
