@@ -15,10 +15,12 @@ import traceback
 from dataclasses import dataclass
 
 from evolver.config import LoadedConfig
+from evolver.artifacts import AdapterError
 from evolver.context import StageContext, StageResult, Stopped
-from evolver.errors import EvolverError
+from evolver.errors import EvolverError, Interrupted
 from evolver.logs import get_logger
 from evolver.models import resolve_base
+from evolver.reflection.common import adapter_for
 from evolver.stages import RUNNERS
 from evolver.states import (
     BASE_GENERATION,
@@ -57,7 +59,7 @@ def run_stage(ctx: StageContext, stage: Stage, retries: int, backoff: float) -> 
         try:
             ctx.check_stop()  # a safe point inside the phase, after it is marked running
             result = RUNNERS[stage](ctx)
-        except Stopped:
+        except Interrupted:  # a safe point, or a batch cut short: nothing half-done was kept
             log.info("phase.stopped")
             raise
         except Exception as err:  # recorded, retried, then the generation fails
@@ -126,6 +128,10 @@ def run_generation(ctx: StageContext) -> Outcome:
     d = ctx.cfg.config.daemon
     store = ctx.store
     try:
+        try:  # a resumed generation's parent may have changed on disk since it started
+            adapter_for(store, parent)
+        except AdapterError as err:
+            raise GenerationFailed(f"{gen_name(gen)}: its parent's adapter is refused: {err.line}") from None
         for stage in STAGES:
             ph = store.phase(gen, stage)
             if ph is not None and ph.status in FINISHED:

@@ -88,14 +88,20 @@ class Store(WorkRows):
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT)."""
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT).
+
+        On failure it rolls back only a transaction that is still open: SQLite ends one itself on a
+        full disk or an I/O error, and a ROLLBACK then ("no transaction is active") would replace
+        the error that says what happened.
+        """
         with self.engine.connect() as conn:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 yield conn
                 conn.exec_driver_sql("COMMIT")
             except BaseException:
-                conn.exec_driver_sql("ROLLBACK")
+                if conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+                    conn.exec_driver_sql("ROLLBACK")
                 raise
 
     @contextmanager

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from evolver.states import EventKind, PhaseStatus
+from evolver.states import NOTICES, PhaseStatus
 from evolver.store.lineage import EVENT_COLUMNS, EventInfo, GenInfo, current_pointers, event_info, load_lineage, loads
 from evolver.store.repo import Store
 from evolver.store.schema import Attempt, EvalResult, Event, Generation, Phase, Reflection
@@ -106,7 +106,7 @@ def status_summary(store: Store | None, state_dir: Path, daemon_pid: int | None)
             "phase": running[-1].name if running else None,
             "phase_detail": loads(running[-1].detail) if running and running[-1].detail else None,
         }
-    decisions = [e for e in store.events(limit=20) if e.kind != EventKind.NOTE]
+    decisions = [e for e in store.events(limit=20) if e.kind not in NOTICES]
     if decisions:
         e = decisions[0]
         out["last_decision"] = {"kind": e.kind, "generation": e.generation_id, "reason": e.reason, "ts": e.ts}
