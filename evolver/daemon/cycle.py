@@ -69,7 +69,8 @@ def run_stage(ctx: StageContext, stage: Stage, retries: int, backoff: float) -> 
             log.info("phase.traceback", traceback=traceback.format_exc(limit=8))  # the log file keeps it
             store.phase_finish(gen, stage, PhaseStatus.FAILED, error=detail)
             if attempt > retries:
-                raise GenerationFailed(f"{gen_name(gen)} {stage}: {line}") from err
+                where = f"{gen_name(gen)} {stage}"
+                raise GenerationFailed(line if line.startswith(where) else f"{where}: {line}") from err
             if ctx.stop.wait(backoff * 2 ** (attempt - 1)):
                 raise Stopped(f"{gen_name(gen)}: stop requested during the backoff of {stage}") from None
             continue

@@ -19,6 +19,7 @@ Whatever escapes `run()` is one EvolverError line (evolver.daemon.faults).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -76,8 +77,10 @@ class Daemon:
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._signals += 1
         if self._signals > 1:  # exit now: every write is a transaction, the interrupted phase resumes
-            if self._lock is not None:
-                self._lock.release()  # the kernel would drop the flock anyway; this also clears the pid
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                with contextlib.suppress(OSError):  # exiting regardless: the kernel drops the flock with us
+                    lock.release()  # ... this also clears the pid the file shows
             os.write(2, b"evolver: second signal: exiting at once; the interrupted phase resumes on the next run\n")
             os._exit(128 + signum)
         self.stop.set()
