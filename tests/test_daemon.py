@@ -26,49 +26,12 @@ from evolver.store import Store
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """
-[model]
-base = "model"
-threads = 1
-[generation]
-batch_size = 16
-[generation.trial]
-temperature = 1.0
-max_new_tokens = 10
-[generation.reflection]
-max_new_tokens = 10
-[reflection]
-task = "hashy"
-pool_size = 16
-k = 2
-[training.sft]
-epochs = 1
-batch_size = 8
-min_samples = 2
-[training.dpo]
-batch_size = 4
-min_pairs = 2
-[evaluation]
-benchmarks = ["hashy"]
-[daemon]
-retries = 0
-backoff_seconds = 0.1
-"""
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
     """A working dir: tiny model, a test suite whose verifier needs no competent model, the default policy."""
-    from evolver.testing.tiny import build_tiny_model
+    from evolver.testing.worlds import hashy_world
 
-    d = tmp_path_factory.mktemp("world")
-    build_tiny_model(d / "model")
-    (d / "evals" / "hashy").mkdir(parents=True)
-    (d / "evals" / "hashy" / "manifest.toml").write_text(
-        'name = "hashy"\ntask = "evolver.testing.tasks:HashTask"\nseed = 0\nlimit = 16\n')
-    shutil.copytree(repo_root / "policies", d / "policies")
-    (d / "evolver.toml").write_text(CONFIG)
-    return d
+    return hashy_world(tmp_path_factory.mktemp("world"), repo_root / "policies")
 
 
 def _copy(world: Path, dest: Path) -> Path:
@@ -190,18 +153,21 @@ def test_single_writer_readers_and_clean_stop(world: Path, tmp_path: Path) -> No
         assert [g.status for g in s.generations()][-1] in ("promoted", "rejected")
 
 
-def _with_config(world: Path, dest: Path, old: str, new: str) -> Path:
+def _with_config(world: Path, dest: Path, *changes: tuple[str, str]) -> Path:
     d = _copy(world, dest)
     text = (d / "evolver.toml").read_text()
-    assert old in text
-    (d / "evolver.toml").write_text(text.replace(old, new))
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new)
+    (d / "evolver.toml").write_text(text)
     return d
 
 
 def test_a_failing_stage_fails_its_generation_and_the_daemon_goes_on_then_gives_up(world: Path, tmp_path: Path) -> None:
     """Every SFT attempt crashes: each generation fails after `retries` + 1 attempts, the daemon starts the
     next one, and after `max_consecutive_failures` failed generations `evolver run` exits 1 with one line."""
-    d = _with_config(world, tmp_path / "w", "retries = 0", "retries = 1\nmax_consecutive_failures = 2")
+    d = _with_config(world, tmp_path / "w", ("retries = 0", "retries = 1"),
+                     ("max_consecutive_failures = 3", "max_consecutive_failures = 2"))
     r = _evolver(d, "run", "--generations", "5", env={"EVOLVER_TRAIN_CRASH": "sft"})
     assert r.returncode == 1, r.stderr[-2000:]
     last = r.stderr.strip().splitlines()[-1]
@@ -218,8 +184,7 @@ def test_a_failing_stage_fails_its_generation_and_the_daemon_goes_on_then_gives_
 
 
 def test_a_bad_model_base_exits_with_one_line_naming_the_key(world: Path, tmp_path: Path) -> None:
-    d = _with_config(world, tmp_path / "w", 'base = "model"', 'base = "no-such-model"')
-    (d / "evolver.toml").write_text((d / "evolver.toml").read_text().replace("retries = 0", "retries = 1"))
+    d = _with_config(world, tmp_path / "w", ('base = "model"', 'base = "no-such-model"'), ("retries = 0", "retries = 1"))
     t0 = time.time()
     r = _evolver(d, "run", "--generations", "3", timeout=120)
     assert r.returncode == 1 and time.time() - t0 < 90

@@ -396,10 +396,16 @@ def test_run_in_a_read_only_state_folder_says_so_in_one_line(world: Path) -> Non
     try:
         with _read_only(state):
             line = _one_error_line(_run(world), "daemon.lock")
+            status = subprocess.run([sys.executable, "-m", "evolver.cli.app", "status"], cwd=world,
+                                    capture_output=True, text=True, timeout=120)
     except subprocess.CalledProcessError:
         pytest.skip("no bind mount here")
     assert "read-only file system" in line or "not writable by this user" in line
     assert "unable to open database file" not in line
+    # a reader cannot open a WAL store in a read-only folder either, and says why
+    if status.returncode:
+        reader = _one_error_line(status, "cannot open the store")
+        assert "read-only file system" in reader or "not writable by this user" in reader
     assert _digest(state) == before and holder(state) is None
 
 

@@ -2,17 +2,20 @@
 
 SIGTERM in every phase (generation 0's evaluation, generate, harvest, sft, dpo, evaluate, decide):
 `evolver run` exits 0 within 10 s, the phase stays resumable, and the run then finishes. A second
-SIGTERM exits at once and leaves no lock. These run `evolver run` as a real subprocess on a model
+SIGTERM exits at once and leaves no lock. These run `evolver run` as a real subprocess on a deep,
+narrow model (48 layers of width 64: each decoding step is slow, a prompt's prefill stays short)
 whose trial `max_new_tokens` is calibrated on this machine so that one generation batch takes about
-20 s (the retries, whose prompts hold a trial's answer, take longer); reflections are kept short.
+20 s; reflections are kept short.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,39 +29,16 @@ pytestmark = pytest.mark.slow
 
 STOP_WITHIN_S = 10.0
 BATCH_S = 20.0  # what one generation batch is made to take
+SLOW_MODEL = {"hidden": 64, "layers": 48}
 
-CONFIG = """
-[model]
-base = "model"
-threads = 1
-[generation]
-batch_size = 16
-[generation.trial]
-temperature = 0.0
-max_new_tokens = {tokens}
-[generation.reflection]
-max_new_tokens = 12
-[reflection]
-task = "hashy"
-pool_size = 4
-k = 2
-[training.sft]
-epochs = 1
-batch_size = 8
-min_samples = 1
-data = ["D+", "D-"]
-max_length = 4096
-[training.dpo]
-batch_size = 4
-min_pairs = 1
-max_length = 4096
-[evaluation]
-benchmarks = ["hashy"]
-paper_protocol = false
-[daemon]
-retries = 0
-backoff_seconds = 0.1
-"""
+# Trials as long as the calibration says, reflections short; few questions; one protocol.
+def _slow(tokens: int) -> dict:
+    return {"generation": {"trial": {"temperature": 0.0, "max_new_tokens": tokens}, "reflection": {"max_new_tokens": 12}},
+            "reflection": {"pool_size": 4},
+            "training": {"sft": {"min_samples": 1, "data": ["D+", "D-"], "max_length": 4096},
+                         "dpo": {"min_pairs": 1, "max_length": 4096}},
+            "evaluation": {"paper_protocol": False}}
+
 
 def _tokens_for(model: Path, seconds: float) -> int:
     """`max_new_tokens` that makes a batch of a few greedy prompts take about `seconds` on this machine."""
@@ -76,26 +56,28 @@ def _tokens_for(model: Path, seconds: float) -> int:
     backend.generate(prompts, Sampling(0.0, 1.0, 64), [0] * 4)
     per_token = (time.perf_counter() - t0) / 64
     backend.close()
-    return int(min(max(seconds / per_token, 100), 1500))
+    return int(min(max(seconds / per_token, 100), 1000))
 
 
 @pytest.fixture(scope="module")
 def slow_world(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
     from evolver.testing.tiny import build_tiny_model
+    from evolver.testing.worlds import hashy_world
 
-    d = tmp_path_factory.mktemp("slow")
-    build_tiny_model(d / "model", hidden=256, layers=4)
-    (d / "evals" / "hashy").mkdir(parents=True)
-    (d / "evals" / "hashy" / "manifest.toml").write_text(
-        'name = "hashy"\ntask = "evolver.testing.tasks:HashTask"\nseed = 0\nlimit = 2\n')
-    shutil.copytree(repo_root / "policies", d / "policies")
-    (d / "evolver.toml").write_text(CONFIG.format(tokens=_tokens_for(d / "model", BATCH_S)))
-    return d
+    probe = build_tiny_model(tmp_path_factory.mktemp("probe") / "model", **SLOW_MODEL)
+    return hashy_world(tmp_path_factory.mktemp("slow"), repo_root / "policies", _slow(_tokens_for(probe, BATCH_S)),
+                       limit=2, **SLOW_MODEL)
 
 
 def _start(cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "evolver.cli.app", "run", "--generations", "1"], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """`evolver run` with its output in files (a pipe nobody reads could stall it), read back by `_err`."""
+    with (cwd / "run.err").open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "evolver.cli.app", "run", "--generations", "1"], cwd=cwd,
+                                stdout=subprocess.DEVNULL, stderr=out, text=True)
+
+
+def _err(cwd: Path) -> str:
+    return (cwd / "run.err").read_text()
 
 
 def _phase(db: Path, gen: int, name: str) -> str | None:
@@ -107,6 +89,8 @@ def _phase(db: Path, gen: int, name: str) -> str | None:
 
 
 def _count(db: Path, sql: str) -> int:
+    if not db.exists():
+        return 0
     with Store.open(db) as s:
         return int(s._all(sql)[0][0])
 
@@ -115,7 +99,7 @@ def _when(proc: subprocess.Popen, ready, timeout: float = 900) -> None:  # noqa:
     end = time.time() + timeout
     while time.time() < end:
         if proc.poll() is not None:
-            raise AssertionError(f"exited early (rc={proc.returncode}): {proc.stderr.read()[-2000:]}")
+            raise AssertionError(f"exited early (rc={proc.returncode})")
         if ready():
             return
         time.sleep(0.1)
@@ -123,15 +107,28 @@ def _when(proc: subprocess.Popen, ready, timeout: float = 900) -> None:  # noqa:
     raise AssertionError("timed out waiting")
 
 
-def _terminate(proc: subprocess.Popen) -> float:
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _terminate(proc: subprocess.Popen, cpu: dict[str, float] | None = None, label: str = "") -> float:
+    """SIGTERM, wait for the exit; the wall seconds it took (and, in `cpu`, the CPU seconds the daemon spent
+    after the signal: what a loaded machine stretches into wall time)."""
+    before = _cpu_s(proc.pid)
     t0 = time.time()
     proc.send_signal(signal.SIGTERM)
+    timer = threading.Timer(120, proc.kill)
+    timer.start()
     try:
-        proc.wait(timeout=60)
+        _pid, status, usage = os.wait4(proc.pid, 0)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    return time.time() - t0
+        timer.cancel()
+    took = time.time() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if cpu is not None:
+        cpu[label] = usage.ru_utime + usage.ru_stime - before
+    return took
 
 
 def _training(proc: subprocess.Popen) -> bool:
@@ -141,34 +138,40 @@ def _training(proc: subprocess.Popen) -> bool:
 def test_sigterm_in_every_phase_exits_0_within_10_s_and_the_run_resumes(slow_world: Path, tmp_path: Path) -> None:
     d = shutil.copytree(slow_world, tmp_path / "w")
     db = d / "state" / "evolver.db"
-    gen0_eval = "SELECT COUNT(*) FROM attempts WHERE generation_id = 0"
-    pool = "SELECT COUNT(*) FROM attempts WHERE generation_id = 1 AND purpose = 'pool'"
-    gen1_eval = "SELECT COUNT(*) FROM attempts WHERE generation_id = 1 AND purpose != 'pool'"
-    # (label, generation, phase, extra wait once it runs, mid-batch check: rows that must not exist yet)
-    mid = BATCH_S / 2  # the model is loaded by then, and the first batch is half done
-    plan = [("gen-0 evaluate", 0, "evaluate", mid, gen0_eval), ("generate", 1, "generate", mid, pool),
-            ("harvest", 1, "harvest", 0.0, None), ("sft", 1, "sft", 1.0, None), ("dpo", 1, "dpo", 1.0, None),
-            ("evaluate", 1, "evaluate", mid, gen1_eval)]
+    # The retry batch is the long one (its prompts hold a long trial answer): signal once the (short) reflections
+    # that precede it are stored, so the model is loaded and the batch is under way; its rows must not appear.
+    gen0 = "FROM {} WHERE generation_id = 0"
+    pool = "FROM {} WHERE generation_id = 1 AND purpose = 'pool'"
+    gen1 = "FROM {} WHERE generation_id = 1 AND purpose != 'pool'"
+    plan = [("gen-0 evaluate", 0, "evaluate", gen0), ("generate", 1, "generate", pool), ("harvest", 1, "harvest", None),
+            ("sft", 1, "sft", None), ("dpo", 1, "dpo", None), ("evaluate", 1, "evaluate", gen1)]
     latency: dict[str, float] = {}
-    for label, gen, phase, settle, unwritten in plan:
+    cpu: dict[str, float] = {}
+    for label, gen, phase, rows in plan:
         proc = _start(d)
-        if phase in ("sft", "dpo"):
+        if rows:
+            _when(proc, lambda g=gen, p=phase, r=rows: _phase(db, g, p) == "running"
+                  and _count(db, "SELECT COUNT(*) " + r.format("reflections")) > 0)
+            time.sleep(2.0)
+        elif phase in ("sft", "dpo"):
             _when(proc, lambda g=gen, p=phase: _phase(db, g, p) == "running" and _training(proc))
+            time.sleep(1.0)
         else:
             _when(proc, lambda g=gen, p=phase: _phase(db, g, p) == "running")
-        time.sleep(settle)
-        before = _count(db, unwritten) if unwritten else None
-        latency[label] = _terminate(proc)
-        out = proc.stderr.read() if proc.stderr else ""
-        assert proc.returncode == 0, (label, proc.returncode, out[-2000:])
+        retries = "SELECT COUNT(*) " + rows.format("attempts") + " AND trial = 2" if rows else None
+        before = _count(db, retries) if retries else None
+        latency[label] = _terminate(proc, cpu, label)
+        print(f"SIGTERM in {label}: exit {proc.returncode} after {latency[label]:.1f} s ({cpu[label]:.1f} s CPU)",
+              flush=True)
+        assert proc.returncode == 0, (label, proc.returncode, _err(d)[-2000:])
         assert latency[label] < STOP_WITHIN_S, (label, latency[label])
         assert _phase(db, gen, phase) in ("running", "done", "skipped"), label  # resumable, never failed
-        if unwritten:  # stopped inside its first batch: the batch's rows were never written
-            assert before == 0 and _count(db, unwritten) == 0, (label, before)
+        if retries:  # stopped inside the retry batch: none of its rows was written
+            assert before == 0 and _count(db, retries) == 0, (label, before)
         assert holder(d / "state") is None and (d / "state" / LOCK_NAME).read_text() == ""
     proc = _start(d)  # decide: right as evaluate is done
     _when(proc, lambda: _phase(db, 1, "evaluate") == "done")
-    latency["decide"] = _terminate(proc)
+    latency["decide"] = _terminate(proc, cpu, "decide")
     assert proc.returncode == 0 and latency["decide"] < STOP_WITHIN_S
     r = subprocess.run([sys.executable, "-m", "evolver.cli.app", "run", "--generations", "1"], cwd=d,
                        capture_output=True, text=True, timeout=1800)
@@ -182,8 +185,8 @@ def test_sigterm_in_every_phase_exits_0_within_10_s_and_the_run_resumes(slow_wor
         refl = s._all("SELECT MAX(created_at) FROM reflections WHERE generation_id = 1 AND purpose = 'pool'")
         t2 = s._all("SELECT MIN(created_at) FROM attempts WHERE generation_id = 1 AND purpose = 'pool' AND trial = 2")
         batch_s = t2[0][0] - refl[0][0]
-    print(f"stop latency per phase (s): {', '.join(f'{k} {v:.1f}' for k, v in latency.items())};"
-          f" the retry batch took {batch_s:.1f} s")
+    print(f"stop latency per phase, wall s (CPU s after SIGTERM): "
+          f"{', '.join(f'{k} {v:.1f} ({cpu[k]:.1f})' for k, v in latency.items())}; the retry batch took {batch_s:.1f} s")
     assert batch_s > STOP_WITHIN_S
 
 
@@ -191,15 +194,15 @@ def test_a_second_sigterm_exits_at_once_and_leaves_no_lock(slow_world: Path, tmp
     d = shutil.copytree(slow_world, tmp_path / "w")
     db = d / "state" / "evolver.db"
     proc = _start(d)
-    _when(proc, lambda: _phase(db, 0, "evaluate") == "running")
-    time.sleep(BATCH_S / 2)  # inside a batch
+    _when(proc, lambda: _count(db, "SELECT COUNT(*) FROM reflections") > 0)
+    time.sleep(2.0)  # inside the (long) retry batch
     t0 = time.time()
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)  # as `timeout` and impatient people do
     proc.wait(timeout=30)
     took = time.time() - t0
-    err = proc.stderr.read() if proc.stderr else ""
+    err = _err(d)
     assert proc.returncode == 128 + signal.SIGTERM and took < 2.0, (proc.returncode, took, err[-2000:])
     assert err.rstrip().splitlines()[-1] == ("evolver: second signal: exiting at once; the interrupted phase resumes"
                                              " on the next run") and "Traceback" not in err
