@@ -242,6 +242,9 @@ def test_backup_refuses_to_copy_a_damaged_store(tmp_path: Path) -> None:
     with pytest.raises(StoreDamaged):
         Daemon(cfg).backup(store)
     assert not (cfg.state_dir / "backups").exists() or not list((cfg.state_dir / "backups").iterdir())
+    d = Daemon(cfg)
+    d.housekeeping(d.backup)(store)  # as scheduled: the damage ends the daemon, in one line
+    assert d.done.is_set() and (d.result.fatal or "").startswith(f"{store.path}: the store is damaged (")
 
 
 # -- the lock -------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from evolver.config import LoadedConfig
 from evolver.artifacts import AdapterError
+from evolver.config import LoadedConfig
 from evolver.context import StageContext, StageResult, Stopped
 from evolver.errors import EvolverError, Interrupted
 from evolver.logs import get_logger
