@@ -61,7 +61,8 @@ def verify_adapter(path: str | Path | None, sha256: str | None) -> Path:
         raise AdapterError(f"{p}: no sha256 recorded for this adapter")
     got = hash_adapter(p)
     if got != sha256:
-        raise AdapterError(f"{p}: adapter is corrupt (sha256 {got[:12]}…, recorded {sha256[:12]}…)")
+        raise AdapterError(f"{p}: adapter is corrupt (sha256 {got[:12]}…, recorded {sha256[:12]}…)",
+                           detail=f"sha256 {got}, recorded {sha256}")
     return p
 
 

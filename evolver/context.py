@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from evolver.backends.base import Backend
 from evolver.backends.holder import BackendHolder
 from evolver.config import LoadedConfig
-from evolver.errors import EvolverError
+from evolver.errors import Interrupted
 from evolver.states import gen_name
 from evolver.store import Store
 
@@ -31,10 +31,8 @@ def no_progress(label: str, done: int, total: int, **counts: Any) -> None:
     return None
 
 
-class Stopped(EvolverError):
+class Stopped(Interrupted):
     """Raised at a safe point when a stop was requested; the phase stays resumable."""
-
-    exit_code = 0
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,17 @@ class EvolverError(Exception):
         return text[0] if text else type(self).__name__
 
 
+class Interrupted(EvolverError):
+    """Work abandoned at a safe point because a stop was requested; nothing half-done was kept.
+
+    Raised by the daemon's stages (`evolver.context.Stopped`) and by a backend whose batch was cut
+    short; the interrupted phase stays resumable, so a requested stop exits 0.
+    """
+
+    exit_code = EXIT_OK
+    kind = "stopped"
+
+
 class UsageError(EvolverError):
     """Bad input from the user: a flag, a file, a key or a value (exit 2)."""
 

@@ -36,13 +36,17 @@ def setup_logging(level: str = "info", log_dir: Path | None = None, console: boo
     `max_bytes` > 0 rotates the file at that size, keeping `backups` old ones."""
     lvl = getattr(logging, level.upper())
     handlers: list[logging.Handler] = []
+    unwritable: OSError | None = None
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(log_dir / "evolver.jsonl", maxBytes=max_bytes, backupCount=backups,
-                                                  encoding="utf-8")
-        fh.setLevel(min(lvl, logging.INFO))
-        fh.setFormatter(structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer()))
-        handlers.append(fh)
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            fh = LogFile(log_dir / "evolver.jsonl", maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        except OSError as err:  # a read-only or full state folder: readers still work, the console still logs
+            unwritable = err
+        else:
+            fh.setLevel(min(lvl, logging.INFO))
+            fh.setFormatter(structlog.stdlib.ProcessorFormatter(processor=structlog.processors.JSONRenderer()))
+            handlers.append(fh)
     if console:
         handlers.append(console_handler(lvl))
     root = logging.getLogger("evolver")
@@ -63,6 +67,21 @@ def setup_logging(level: str = "info", log_dir: Path | None = None, console: boo
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+    if unwritable is not None:
+        get_logger().warning("log.file_unavailable", path=str(log_dir), error=unwritable.strerror or str(unwritable))
+
+
+class LogFile(logging.handlers.RotatingFileHandler):
+    """The JSON log file. A write that fails (a full disk) is reported once, in one line on stderr,
+    instead of logging's traceback per record; the store, not the log, must not lose a row."""
+
+    reported = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.reported:
+            self.reported = True
+            err = sys.exc_info()[1]
+            sys.stderr.write(f"evolver: warning: cannot write {self.baseFilename} ({err}); log lines may be lost\n")
 
 
 def get_logger(**bind: object) -> structlog.stdlib.BoundLogger:

@@ -65,9 +65,11 @@ class EventKind(StrEnum):
     MANUAL_PROMOTE = "manual_promote"
     FAILED = "failed"
     NOTE = "note"
+    ADAPTER_REFUSED = "adapter_refused"  # an adapter whose files no longer match their recorded sha256
 
 
 DECISIONS = (EventKind.PROMOTED, EventKind.REJECTED, EventKind.FAILED, EventKind.MANUAL_PROMOTE)
+NOTICES = (EventKind.NOTE, EventKind.ADAPTER_REFUSED)  # events that record, and decide nothing
 
 
 class EvalProtocol(StrEnum):

@@ -6,6 +6,7 @@ These run `evolver run` as a real subprocess, so SIGKILL is a real SIGKILL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -24,49 +26,12 @@ from evolver.store import Store
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """
-[model]
-base = "model"
-threads = 1
-[generation]
-batch_size = 16
-[generation.trial]
-temperature = 1.0
-max_new_tokens = 10
-[generation.reflection]
-max_new_tokens = 10
-[reflection]
-task = "hashy"
-pool_size = 16
-k = 2
-[training.sft]
-epochs = 1
-batch_size = 8
-min_samples = 2
-[training.dpo]
-batch_size = 4
-min_pairs = 2
-[evaluation]
-benchmarks = ["hashy"]
-[daemon]
-retries = 0
-backoff_seconds = 0.1
-"""
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
     """A working dir: tiny model, a test suite whose verifier needs no competent model, the default policy."""
-    from evolver.testing.tiny import build_tiny_model
+    from evolver.testing.worlds import hashy_world
 
-    d = tmp_path_factory.mktemp("world")
-    build_tiny_model(d / "model")
-    (d / "evals" / "hashy").mkdir(parents=True)
-    (d / "evals" / "hashy" / "manifest.toml").write_text(
-        'name = "hashy"\ntask = "evolver.testing.tasks:HashTask"\nseed = 0\nlimit = 16\n[options]\nlevels = 2\n')
-    shutil.copytree(repo_root / "policies", d / "policies")
-    (d / "evolver.toml").write_text(CONFIG)
-    return d
+    return hashy_world(tmp_path_factory.mktemp("world"), repo_root / "policies", levels=2)
 
 
 def _copy(world: Path, dest: Path) -> Path:
@@ -100,6 +65,12 @@ def _snapshot(db: Path) -> dict:
                                    " FROM eval_results")),
             "generations": sorted(s._all("SELECT id, parent_id, status, adapter_sha256 FROM generations")),
             "phases": sorted(s._all("SELECT generation_id, name, status FROM phases")),
+            # what the work phases report sums all their attempts: a resumed one reports what an uninterrupted
+            # one does (timings aside; training reports the attempt that made the adapter)
+            "details": sorted((g, n, json.dumps({k: v for k, v in json.loads(d).items() if k != "seconds"},
+                                                 sort_keys=True))
+                              for g, n, d in s._all("SELECT generation_id, name, detail FROM phases WHERE name IN"
+                                                    " ('generate', 'harvest', 'evaluate') AND detail IS NOT NULL")),
             "events": sorted(s._all("SELECT generation_id, kind FROM events")),
         }
 
@@ -189,11 +160,13 @@ def test_single_writer_readers_and_clean_stop(world: Path, tmp_path: Path) -> No
         assert [g.status for g in s.generations()][-1] in ("promoted", "rejected")
 
 
-def _with_config(world: Path, dest: Path, old: str, new: str) -> Path:
+def _with_config(world: Path, dest: Path, *changes: tuple[str, str]) -> Path:
     d = _copy(world, dest)
     text = (d / "evolver.toml").read_text()
-    assert old in text
-    (d / "evolver.toml").write_text(text.replace(old, new))
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new)
+    (d / "evolver.toml").write_text(text)
     return d
 
 
@@ -222,7 +195,8 @@ def test_a_run_into_a_log_file_shows_each_phase_moving(world: Path, tmp_path: Pa
 def test_a_failing_stage_fails_its_generation_and_the_daemon_goes_on_then_gives_up(world: Path, tmp_path: Path) -> None:
     """Every SFT attempt crashes: each generation fails after `retries` + 1 attempts, the daemon starts the
     next one, and after `max_consecutive_failures` failed generations `evolver run` exits 1 with one line."""
-    d = _with_config(world, tmp_path / "w", "retries = 0", "retries = 1\nmax_consecutive_failures = 2")
+    d = _with_config(world, tmp_path / "w", ("retries = 0", "retries = 1"),
+                     ("max_consecutive_failures = 3", "max_consecutive_failures = 2"))
     r = _evolver(d, "run", "--generations", "5", env={"EVOLVER_TRAIN_CRASH": "sft"})
     assert r.returncode == 1, r.stderr[-2000:]
     last = r.stderr.strip().splitlines()[-1]
@@ -239,8 +213,7 @@ def test_a_failing_stage_fails_its_generation_and_the_daemon_goes_on_then_gives_
 
 
 def test_a_bad_model_base_exits_with_one_line_naming_the_key(world: Path, tmp_path: Path) -> None:
-    d = _with_config(world, tmp_path / "w", 'base = "model"', 'base = "no-such-model"')
-    (d / "evolver.toml").write_text((d / "evolver.toml").read_text().replace("retries = 0", "retries = 1"))
+    d = _with_config(world, tmp_path / "w", ('base = "model"', 'base = "no-such-model"'), ("retries = 0", "retries = 1"))
     t0 = time.time()
     r = _evolver(d, "run", "--generations", "3", timeout=120)
     assert r.returncode == 1 and time.time() - t0 < 90
@@ -251,3 +224,94 @@ def test_a_bad_model_base_exits_with_one_line_naming_the_key(world: Path, tmp_pa
         ph = s.phase(0, "evaluate")
         assert (ph.status, ph.attempts) == ("failed", 2)  # retries + 1 attempts, then it gave up
     assert holder(d / "state") is None
+
+
+def test_a_rewritten_current_adapter_is_never_used_and_current_rolls_back(world: Path, tmp_path: Path) -> None:
+    """The current generation's weights rewritten on disk (same size): the next `evolver run` refuses them
+    (an event names the generation and both hashes), rolls `current` back to the last verified generation and
+    evolves from there; not one attempt is made with the tampered weights."""
+    d = _copy(world, tmp_path / "w")
+    r = _evolver(d, "run", "--generations", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    db = d / "state" / "evolver.db"
+    with Store.open(db) as s:
+        g1 = s.generation(1)
+        assert g1.adapter_path, "generation 1 trained no adapter"
+        if s.current_generation() != 1:
+            assert _evolver(d, "promote", "1", "--reason", "test").returncode == 0
+    weights = Path(g1.adapter_path) / "adapter_model.safetensors"
+    weights.write_bytes(os.urandom(weights.stat().st_size))
+    r = _evolver(d, "run", "--generations", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    with Store.open(db) as s:
+        assert s.current_generation() in (0, 2)
+        assert s.generation(1).status == "rolled_back" and s.generation(2).parent_id == 0
+        kinds = [e.kind for e in s.events(1)]
+        assert kinds[:2] == ["rolled_back", "adapter_refused"]
+        refused = s.events(1)[1].reason
+        assert refused.startswith("gen-0001: ") and f"recorded {g1.adapter_sha256[:12]}" in refused
+        assert {a.model_ref for a in s.attempts(2, "pool")} == {"gen-0000"}
+    assert holder(d / "state") is None
+
+
+@contextlib.contextmanager
+def _small_disk(path: Path, size: str) -> Iterator[None]:
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]).returncode:
+        pytest.skip("mounting a small tmpfs needs root; tests/test_faults.py injects SQLITE_FULL instead")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def _fill(path: Path) -> Path:
+    filler = path / "filler"
+    chunk = b"\0" * (1 << 20)
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(chunk)
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_mid_generation_gives_up_in_one_line_and_resumes_to_the_same_store(world: Path,
+                                                                                         tmp_path: Path) -> None:
+    """The state folder on a 64 MiB tmpfs, filled while generation 1 generates: `evolver run` exits 1 with one
+    line naming the full disk (no traceback, no "Logging error"), leaves no lock and a whole store; once space is
+    freed the run resumes to exactly the rows of an uninterrupted run."""
+    run = tmp_path / "run"
+    r = _evolver(_copy(world, run), "run", "--generations", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ref = run.rename(tmp_path / "ref")
+    d = _copy(world, run)
+    with _small_disk(d / "state", "64m"):
+        proc = _start(d, "run", "--generations", "1")
+        db = d / "state" / "evolver.db"
+        end = time.time() + 300
+        while time.time() < end and proc.poll() is None:
+            if db.exists():
+                with Store.open(db) as s:
+                    ph = s.phase(1, "generate")
+                if ph is not None and ph.status == "running":
+                    break
+            time.sleep(0.1)
+        filler = _fill(d / "state")
+        _out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1, err[-3000:]
+        assert "Traceback" not in err and "Logging error" not in err, err[-3000:]
+        errors = [ln for ln in err.splitlines() if ln.startswith("evolver: error:")]
+        assert len(errors) == 1 and errors[0] == err.rstrip().splitlines()[-1], err[-3000:]
+        assert "disk is full" in errors[0] or "No space left on device" in errors[0], errors[0]
+        assert holder(d / "state") is None
+        filler.unlink()
+        with Store.open(db) as s:
+            assert s.integrity_ok()
+        r = _evolver(d, "run", "--generations", "1")
+        assert r.returncode == 0, r.stderr[-2000:]
+        got, want = _snapshot(db), _snapshot(ref / "state" / "evolver.db")
+    for table in want:
+        assert got[table] == want[table], table

@@ -204,6 +204,14 @@ def test_streaming_through_the_openai_sdk(world: dict[str, Any]) -> None:
     ("/v1/chat/completions", {"messages": [{"role": "robot", "content": "hi"}]}, 400, "role"),
     ("/v1/load_lora_adapter", {"lora_name": "gen-0009", "lora_path": "/nowhere"}, 404, "not found"),
     ("/v1/load_lora_adapter", {"lora_name": "mine", "lora_path": "/nowhere"}, 400, "no adapter_config.json"),
+    # types are checked strictly: nothing is coerced
+    ("/v1/completions", {"prompt": "x", "max_tokens": "10"}, 400, "max_tokens: Input should be a valid integer"),
+    ("/v1/completions", {"prompt": "x", "max_tokens": 10.0}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "x", "temperature": "0"}, 400, "temperature: Input should be a valid number"),
+    ("/v1/completions", {"prompt": "x", "echo": "true"}, 400, "echo: Input should be a valid boolean"),
+    ("/v1/completions", {"prompt": "x", "seed": True}, 400, "seed"),
+    ("/v1/completions", {"prompt": 7}, 400, "prompt"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]}, 400, "content"),
 ])
 def test_bad_requests_get_openai_shaped_errors(world: dict[str, Any], path: str, body: dict, status: int,
                                                needle: str) -> None:
@@ -211,6 +219,33 @@ def test_bad_requests_get_openai_shaped_errors(world: dict[str, Any], path: str,
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert needle in err["message"] and err["type"] == "invalid_request_error"
+
+
+def test_a_tampered_adapter_is_refused_not_served_and_recorded_once(world: dict[str, Any]) -> None:
+    import shutil
+
+    from evolver.states import EventKind
+
+    store, client = world["store"], world["client"]
+    copy = world["root"] / "adapters" / "gen-0004"
+    shutil.copytree(world["root"] / "adapters" / "gen-0002", copy)
+    add_generation(store, 4, 2, world["model"], copy)
+    assert client.post("/v1/completions", json={"prompt": "x", "max_tokens": 2, "model": "gen-0004"}).status_code == 200
+    weights = copy / "adapter_model.safetensors"
+    weights.write_bytes(os.urandom(weights.stat().st_size))  # rewritten in place, same size
+    for _ in range(2):
+        r = client.post("/v1/completions", json={"prompt": "x", "max_tokens": 2, "model": "gen-0004"})
+        assert r.status_code == 503, r.text
+        err = r.json()["error"]
+        assert err["code"] == "adapter_refused" and err["message"].startswith("gen-0004: ")
+        assert "adapter is corrupt (sha256 " in err["message"] and err["message"].endswith("; not served")
+    store.set_pointer("current", 4)
+    try:
+        assert client.get("/health").status_code == 503  # 'current' names it: refused as well
+    finally:
+        store.set_pointer("current", 1)
+    assert [e.kind for e in store.events(4)] == [EventKind.ADAPTER_REFUSED]  # once, however often it was asked
+    assert client.get("/health").json()["current"] == "gen-0001"
 
 
 def test_unknown_routes_and_bad_json_are_openai_shaped(world: dict[str, Any]) -> None:

@@ -321,6 +321,33 @@ def test_reader_and_writer_in_separate_processes(store: Store) -> None:
 
 
 # -- the benchmark stays runnable ----------------------------------------------------------------------
+def _open_at_once(path: str, barrier, out: mp.Queue) -> None:  # noqa: ANN001 - a multiprocessing barrier
+    barrier.wait()
+    try:
+        Store.open(path).close()
+        out.put(None)
+    except Exception as err:  # noqa: BLE001 - reported to the parent, which fails the test
+        out.put(repr(err))
+
+
+def test_processes_creating_the_same_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """A reader (`evolver status`) and the daemon opening a fresh store together: each migration is applied
+    once, by whoever takes the write lock first; the other sees it applied ("table already exists" before)."""
+    ctx = mp.get_context("fork")
+    for trial in range(10):
+        path = str(tmp_path / f"fresh-{trial}.db")
+        barrier, out = ctx.Barrier(3), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(path, barrier, out)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        assert results == [None, None, None], results
+        with Store.open(path) as s:
+            assert s.schema_version() == sorted(name for name, _ in MIGRATIONS)
+
+
 def test_store_bench_smoke(tmp_path: Path, repo_root: Path) -> None:
     import importlib.util
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from evolver.backends.base import Backend
 from evolver.config import LoadedConfig
 from evolver.models import ModelLoadError, resolve_base
 
 
-def make_backend(cfg: LoadedConfig) -> Backend:
+def make_backend(cfg: LoadedConfig, interrupt: Callable[[], bool] | None = None) -> Backend:
     """The backend `generation.backend` names, on the configured base model.
 
     A model that cannot be loaded is reported against the key that names it (`model.base`).
+    `interrupt` (the daemon's stop flag) lets the in-process transformers backend give up a long
+    batch between two decoding steps; vLLM's engine and remote servers finish their batch.
     """
     c = cfg.config
     base = resolve_base(c.model, cfg.root)
@@ -18,7 +22,7 @@ def make_backend(cfg: LoadedConfig) -> Backend:
         if c.generation.backend == "transformers":
             from evolver.backends.transformers_backend import TransformersBackend
 
-            return TransformersBackend(base, c.model, batch_size=c.generation.batch_size)
+            return TransformersBackend(base, c.model, batch_size=c.generation.batch_size, interrupt=interrupt)
         if c.generation.backend == "vllm":
             from evolver.backends.vllm_backend import VLLMBackend
 

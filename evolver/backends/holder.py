@@ -5,11 +5,16 @@ backend: whoever made the holder closes it (the daemon when it stops, a CLI comm
 returns). The holder remembers the fingerprint of the base model it loaded: when the weights on
 disk change (a local model folder replaced in place), the next `get()` loads them again, so a
 long-running daemon never evaluates stale weights under a new model's name.
+
+The daemon hands its stop flag to the holder (`interrupt`), which passes it to the backend it
+builds, so a stop request cuts a long batch short instead of waiting for it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from functools import partial
 
 from evolver.backends.base import Backend
 from evolver.config import LoadedConfig
@@ -26,9 +31,11 @@ def base_fingerprint(cfg: LoadedConfig) -> str:
 
 
 class BackendHolder:
-    def __init__(self, cfg: LoadedConfig, factory: BackendFactory | None = None) -> None:
+    def __init__(self, cfg: LoadedConfig, factory: BackendFactory | None = None,
+                 interrupt: threading.Event | None = None) -> None:
         self.cfg = cfg
         self._factory = factory
+        self._interrupt = interrupt
         self._backend: Backend | None = None
         self._loaded_from: str | None = None
 
@@ -40,7 +47,7 @@ class BackendHolder:
             if self._factory is None:
                 from evolver.backends.factory import make_backend
 
-                self._factory = make_backend
+                self._factory = partial(make_backend, interrupt=self._interrupt.is_set if self._interrupt else None)
             self._backend = self._factory(self.cfg)
             self._loaded_from = now
         return self._backend

@@ -3,11 +3,15 @@
 Sampling is reproducible per item: each row draws its randomness from its own seeded generator
 (Gumbel-max over temperature/top-p-warped logits), so what an item gets does not depend on which
 batch it landed in or on where an interrupted run resumed.
+
+A batch can take minutes (long answers, a big model on a CPU). `interrupt`, when given, is asked
+before every decoding step: once it says yes, the call raises `Interrupted` and returns nothing, so
+a stop request is honoured within one step and no half-generated batch is ever handed back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -26,6 +30,7 @@ from evolver.backends.base import (
     wants_chat,
 )
 from evolver.config.schema import ModelConfig
+from evolver.errors import Interrupted
 from evolver.models import load_causal_lm, load_tokenizer, pick_device, quiet_loading
 
 
@@ -53,17 +58,31 @@ class _SeededGumbel:
         return logits + gumbel
 
 
+class _Interruptible:
+    """A stopping criterion that aborts `generate` between two decoding steps when asked to."""
+
+    def __init__(self, interrupt: Callable[[], bool]) -> None:
+        self.interrupt = interrupt
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kw: Any) -> torch.BoolTensor:
+        if self.interrupt():
+            raise Interrupted("generation interrupted: a stop was requested")
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+
 class TransformersBackend:
     """Generation with a local transformers model; one adapter is active at a time, merged when exact."""
 
     name = "transformers"
 
-    def __init__(self, base_ref: str, model_cfg: ModelConfig, batch_size: int = 64) -> None:
+    def __init__(self, base_ref: str, model_cfg: ModelConfig, batch_size: int = 64,
+                 interrupt: Callable[[], bool] | None = None) -> None:
         if model_cfg.threads:
             torch.set_num_threads(model_cfg.threads)
         self.base_ref = base_ref
         self.model_cfg = model_cfg
         self.batch_size = batch_size
+        self.interrupt = interrupt
         self.device = pick_device(model_cfg)
         self.tokenizer = load_tokenizer(base_ref, model_cfg.revision)
         style = model_cfg.prompt_style
@@ -103,6 +122,7 @@ class TransformersBackend:
         order = sorted(range(len(prompts)), key=lambda i: len(enc[i]))
         out: list[Output | None] = [None] * len(prompts)
         for start in range(0, len(order), self.batch_size):
+            self._check_interrupt()
             idx = order[start:start + self.batch_size]
             for i, o in zip(idx, self._generate_batch(model, [enc[i] for i in idx], [seeds[i] for i in idx], sampling)):
                 out[i] = o
@@ -115,6 +135,7 @@ class TransformersBackend:
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         pad = self.tokenizer.pad_token_id
         for start in range(0, len(order), self.batch_size):
+            self._check_interrupt()
             idx = order[start:start + self.batch_size]
             seqs = [pairs[i][0] + pairs[i][1] for i in idx]
             width = max(len(s) for s in seqs)
@@ -135,6 +156,10 @@ class TransformersBackend:
         self._model = self._base = None  # type: ignore[assignment]
 
     # -- internals ---------------------------------------------------------------------------
+    def _check_interrupt(self) -> None:
+        if self.interrupt is not None and self.interrupt():
+            raise Interrupted("generation interrupted: a stop was requested")
+
     def _encode(self, prompt: str) -> list[int]:
         return self.tokenizer(prompt, add_special_tokens=not self.chat).input_ids
 
@@ -181,6 +206,10 @@ class TransformersBackend:
         if sampling.stop:
             kwargs["stop_strings"] = list(sampling.stop)
             kwargs["tokenizer"] = self.tokenizer
+        if self.interrupt is not None:
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_Interruptible(self.interrupt)])
         if not sampling.greedy:
             from transformers import LogitsProcessorList
 

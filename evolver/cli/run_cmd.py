@@ -1,8 +1,10 @@
 """`evolver run`: the daemon in the foreground (systemd-friendly), with live progress.
 
 Exit codes: 0 when the generations asked for are done or a stop was requested; 1 when the
-daemon gave up (generation 0 failed, too many failed generations in a row, storage that cannot
-be written), with one line saying why; 2 for a config it cannot run.
+daemon gave up or could not start (generation 0 failed, too many failed generations in a row, a
+full disk, a read-only state folder, a damaged or emptied store, a store from a newer evolver),
+with one line naming the root cause; 2 for a config it cannot run; 128 + N when a second signal N
+ended it at once (resumable all the same).
 """
 
 from __future__ import annotations

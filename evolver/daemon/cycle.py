@@ -14,11 +14,13 @@ import time
 import traceback
 from dataclasses import dataclass
 
+from evolver.artifacts import AdapterError
 from evolver.config import LoadedConfig
 from evolver.context import StageContext, StageResult, Stopped
-from evolver.errors import EvolverError
+from evolver.errors import EvolverError, Interrupted
 from evolver.logs import get_logger
 from evolver.models import resolve_base
+from evolver.reflection.common import adapter_for
 from evolver.stages import RUNNERS
 from evolver.states import (
     BASE_GENERATION,
@@ -57,7 +59,7 @@ def run_stage(ctx: StageContext, stage: Stage, retries: int, backoff: float) -> 
         try:
             ctx.check_stop()  # a safe point inside the phase, after it is marked running
             result = RUNNERS[stage](ctx)
-        except Stopped:
+        except Interrupted:  # a safe point, or a batch cut short: nothing half-done was kept
             log.info("phase.stopped")
             raise
         except Exception as err:  # recorded, retried, then the generation fails
@@ -67,7 +69,8 @@ def run_stage(ctx: StageContext, stage: Stage, retries: int, backoff: float) -> 
             log.info("phase.traceback", traceback=traceback.format_exc(limit=8))  # the log file keeps it
             store.phase_finish(gen, stage, PhaseStatus.FAILED, error=detail)
             if attempt > retries:
-                raise GenerationFailed(f"{gen_name(gen)} {stage}: {line}") from err
+                where = f"{gen_name(gen)} {stage}"
+                raise GenerationFailed(line if line.startswith(where) else f"{where}: {line}") from err
             if ctx.stop.wait(backoff * 2 ** (attempt - 1)):
                 raise Stopped(f"{gen_name(gen)}: stop requested during the backoff of {stage}") from None
             continue
@@ -130,6 +133,10 @@ def run_generation(ctx: StageContext) -> Outcome:
     d = ctx.cfg.config.daemon
     store = ctx.store
     try:
+        try:  # a resumed generation's parent may have changed on disk since it started
+            adapter_for(store, parent)
+        except AdapterError as err:
+            raise GenerationFailed(f"{gen_name(gen)}: its parent's adapter is refused: {err.line}") from None
         for stage in STAGES:
             ph = store.phase(gen, stage)
             if ph is not None and ph.status in FINISHED:

@@ -66,9 +66,13 @@ class StateLock:
             pid = _read_pid(fd)
             os.close(fd)
             raise AlreadyRunning(pid, self.state_dir) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
+        try:  # who holds it, for people (a full disk may refuse even these bytes: then nothing is held)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            self.release()
+            raise
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -76,6 +80,8 @@ class StateLock:
             return
         try:
             os.ftruncate(fd, 0)
+        except OSError:
+            pass  # a read-only or full disk keeps the pid text; nobody holds the lock all the same
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)

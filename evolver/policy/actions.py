@@ -18,7 +18,7 @@ stays what is served until `unpin()`.
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from evolver.errors import EvolverError
@@ -170,12 +170,14 @@ def current_history(store: Store) -> list[int]:
     return out
 
 
-def previous_current(store: Store) -> int | None:
-    """The latest earlier current generation that may still be served (rolled-away ones skipped)."""
+def previous_current(store: Store, usable: Callable[[Generation], bool] = lambda g: True) -> int | None:
+    """The latest earlier current generation that may still be served (rolled-away ones skipped), and
+    passes `usable` (the daemon asks for one whose adapter verifies)."""
     cur = store.pointer(PointerName.CURRENT)
     for gen_id in reversed(current_history(store)):
         g = store.generation(gen_id)
-        if gen_id != cur and g is not None and g.status in CAN_BE_CURRENT and g.status != GenStatus.ROLLED_BACK:
+        if (gen_id != cur and g is not None and g.status in CAN_BE_CURRENT and g.status != GenStatus.ROLLED_BACK
+                and usable(g)):
             return gen_id
     return None
 

@@ -9,7 +9,7 @@ from evolver.backends.base import Adapter, Sampling
 from evolver.config import LoadedConfig
 from evolver.config.schema import SamplingConfig
 from evolver.reflection.instructions import Instruction, build_pool
-from evolver.states import gen_name
+from evolver.states import EventKind, gen_name
 from evolver.store import Store
 from evolver.tasks.base import Item, Task
 from evolver.tasks.rows import Loaded
@@ -62,7 +62,8 @@ def adapter_for(store: Store, generation: int | None) -> Adapter | None:
     """The adapter a generation's model uses (None for the base model), verified against its sha256.
 
     Every use goes through here (generate, evaluate, judge, serve), so weights that changed on
-    disk are refused with one line naming the generation before any answer is made with them.
+    disk are refused with one line naming the generation before any answer is made with them,
+    and the refusal is recorded as an event (once per distinct refusal in a row).
     """
     if generation is None:
         return None
@@ -72,8 +73,17 @@ def adapter_for(store: Store, generation: int | None) -> Adapter | None:
     try:
         path = verify_adapter(g.adapter_path, g.adapter_sha256)
     except AdapterError as err:
-        raise AdapterError(f"{gen_name(g.id)}: {err}") from None
+        refused = AdapterError(f"{gen_name(g.id)}: {err}", detail=err.detail)
+        _record_refusal(store, g.id, refused)
+        raise refused from None
     return Adapter(name=gen_name(g.id), path=path, uid=g.id, sha256=g.adapter_sha256)
+
+
+def _record_refusal(store: Store, generation: int, err: AdapterError) -> None:
+    last = store.events(generation, limit=1)
+    if last and last[0].kind == EventKind.ADAPTER_REFUSED and last[0].reason == err.line:
+        return  # the same refusal again (a retry, another request): the first event says it
+    store.record_event(EventKind.ADAPTER_REFUSED, generation, "evolver", err.line, {"detail": err.detail})
 
 
 def register_items(store: Store, task: Task, items: list[Item]) -> dict[int, Item]:

@@ -62,6 +62,9 @@ class LoopSpec:
 
 @dataclass
 class LoopStats:
+    """The loop's work for one purpose, all attempts of its phase together (read back from the store, so a
+    phase resumed after a crash reports what an uninterrupted one would)."""
+
     generated: dict[str, int] = field(default_factory=lambda: {"trial1": 0, "reflections": 0, "retries": 0})
     tokens_out: int = 0
 
@@ -99,7 +102,8 @@ def run_loop(store: Store, backend: Backend, task: Task, items: dict[int, Item],
     for rnd in range(1, spec.max_rounds + 1):
         loop.reflect(rnd)
         loop.retry(rnd)
-    return loop.stats
+    trial1, retries, reflections, tokens = store.work_totals(generation, spec.purpose)
+    return LoopStats({"trial1": trial1, "reflections": reflections, "retries": retries}, tokens)
 
 
 class _Loop:
@@ -109,7 +113,6 @@ class _Loop:
         self.store, self.backend, self.task, self.items = store, backend, task, items
         self.gen, self.model_ref, self.adapter, self.spec = generation, model_ref, adapter, spec
         self.progress, self.check_stop = progress, check_stop
-        self.stats = LoopStats()
 
     def _qkey(self, qid: int) -> str:
         return f"{self.task.name}:{self.items[qid].id}"
@@ -148,9 +151,7 @@ class _Loop:
             for q, p, s, o in zip(chunk, sent, seeds, outs):
                 v = self.task.score(self.items[q], o.text)
                 rows.append(self._attempt_row(q, 1, 0, p, s, self.spec.trial, o.text, o.tokens_in, o.tokens_out, v))
-                self.stats.tokens_out += o.tokens_out
             self.store.insert_attempts(rows)
-            self.stats.generated["trial1"] += len(rows)
 
     # -- reflections -------------------------------------------------------------------------
     def _failed_targets(self, rnd: int) -> list[tuple[_Failed, int]]:
@@ -190,9 +191,7 @@ class _Loop:
                          instruction_id=ins.id, model_ref=self.model_ref, sampling=_sampling_json(self.spec.reflect),
                          seed=s, prompt=p, text=o.text, tokens_out=o.tokens_out)
                     for (f, b), ins, p, s, o in zip(chunk, instrs, sent, seeds, outs)]
-            self.stats.tokens_out += sum(o.tokens_out for o in outs)
             self.store.insert_reflections(rows)
-            self.stats.generated["reflections"] += len(rows)
 
     # -- retries -----------------------------------------------------------------------------
     def retry(self, rnd: int) -> None:
@@ -229,9 +228,7 @@ class _Loop:
                     v = self.task.score(self.items[qid], o.text)
                     rows.append(self._attempt_row(qid, rnd + 1, r.branch, p, s, self.spec.trial, o.text, o.tokens_in,
                                                   o.tokens_out, v))
-                    self.stats.tokens_out += o.tokens_out
                 self.store.insert_attempts(rows)
-                self.stats.generated["retries"] += len(rows)
                 have.update(self.store.attempt_keys(self.gen, self.spec.purpose, rnd + 1,
                                                     sorted({by_id[r.id].question_id for r in need})))
             for r in chunk:

@@ -4,6 +4,8 @@ Each request resolves its `model` against the store (see registry.py), so promot
 rollbacks apply from the next request on; the backend switches adapters on demand. All model work
 runs on one worker thread (batcher.py); concurrent requests with the same adapter and sampling are
 batched. Stop strings are cut after generation (the text is the same; the work is not saved).
+An adapter whose files no longer match their recorded sha256 is refused (503, code
+`adapter_refused`, recorded as an event), never served.
 
 `"stream": true` answers as server-sent events in OpenAI's chunk format (`data: {...}` lines, then
 `data: [DONE]`), so streaming clients work unchanged. The model still writes each answer whole (the
@@ -23,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from evolver.artifacts import AdapterError
 from evolver.backends.base import Adapter, Output, Sampling
 from evolver.serve.batcher import Batcher
 from evolver.serve.protocol import (
@@ -68,6 +71,11 @@ def create_app(store: Store, backend: Any, base_ref: str, max_batch: int = 64) -
     @app.exception_handler(ModelNotFound)
     async def _not_found(_r: Request, exc: ModelNotFound) -> JSONResponse:
         return JSONResponse(error_body(str(exc), param="model", code="model_not_found"), status_code=404)
+
+    @app.exception_handler(AdapterError)
+    async def _refused(_r: Request, exc: AdapterError) -> JSONResponse:  # weights changed on disk: never served
+        return JSONResponse(error_body(f"{exc.line}; not served", kind="server_error", param="model",
+                                       code="adapter_refused"), status_code=503)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,7 +1,8 @@
 """The slice of the OpenAI API that `evolver serve` speaks: request bodies and the error shape.
 
 Unknown fields are ignored (clients send vLLM extensions such as `stop_token_ids`); known fields are
-checked, and a bad one is a 400 whose message names it.
+checked strictly, types included (`"max_tokens": "10"` or `"echo": "true"` is not coerced), and a bad
+one is a 400 whose message names it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class _Sampled(_Body):

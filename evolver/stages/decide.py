@@ -3,7 +3,8 @@
 Both sides are read from their evaluations under today's settings (the evaluate stage made them;
 here they are cache hits), unit by unit: the suite and each of its levels, so the policy's paired
 test and no-regression guard see every level. Idempotent: a generation that already carries its
-decision returns it without deciding again (a crash between the decision and the phase mark).
+decision returns it without deciding again (a crash between the decision and the phase mark), which
+makes the decision and the phase's done mark as good as one transaction (tests/test_faults.py).
 
 Late in a lineage gains are small. With `confirm` in the policy, a first look that shows a gain of at
 least `margin` without significance is followed by a second, larger one: both generations are
@@ -24,7 +25,9 @@ from evolver.evaluation.run import evaluate
 from evolver.policy.actions import apply
 from evolver.policy.decide import BenchmarkScores, Decision, Scores, decide
 from evolver.policy.rules import Policy, load_policy
-from evolver.states import DECISIONS, EvalProtocol, GenStatus, PointerName
+from evolver.states import EvalProtocol, EventKind, PointerName
+
+DECIDED = (EventKind.PROMOTED, EventKind.REJECTED, EventKind.MANUAL_PROMOTE)  # a verdict on this generation
 
 
 def scores(ctx: StageContext, generation: int, primaries: tuple[str, ...], limit: int | None = None) -> Scores:
@@ -48,14 +51,12 @@ def scores(ctx: StageContext, generation: int, primaries: tuple[str, ...], limit
 
 
 def recorded(ctx: StageContext) -> dict[str, Any] | None:
-    """The decision this generation already carries, if any."""
-    g = ctx.store.generation(ctx.generation)
-    if g is None or g.status not in (GenStatus.PROMOTED, GenStatus.REJECTED):
-        return None
-    for e in ctx.store.events(ctx.generation):
-        if e.kind in DECISIONS:
+    """The decision this generation already carries, if any: read from the append-only events, so it
+    holds whatever happened to the generation since (a rollback after a crash before the phase mark)."""
+    for e in ctx.store.events(ctx.generation):  # newest first
+        if e.kind in DECIDED:
             m = json.loads(e.metrics or "{}")
-            return {"decision": "promote" if e.kind == "promoted" else "reject", "reason": e.reason,
+            return {"decision": "reject" if e.kind == EventKind.REJECTED else "promote", "reason": e.reason,
                     "moved": (m.get("current") or {}).get("to") == ctx.generation, "incumbent": m.get("incumbent"),
                     "recorded": True}
     return None

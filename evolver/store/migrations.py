@@ -236,6 +236,9 @@ def migrate(db: sqlite3.Connection, path: str, upto: int | None = None) -> list[
             continue
         db.execute("BEGIN IMMEDIATE")
         try:
+            if name in applied(db):  # another process applied it between our look and our lock
+                db.execute("COMMIT")
+                continue
             if name == "m001_initial":
                 db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
             # executescript would commit the open transaction; run statements one by one instead.
@@ -243,7 +246,8 @@ def migrate(db: sqlite3.Connection, path: str, upto: int | None = None) -> list[
             db.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may have ended it (a full disk): keep the error that says so
+                db.execute("ROLLBACK")
             raise
         ran.append(name)
     return ran

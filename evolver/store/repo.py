@@ -11,6 +11,7 @@ writer (busy_timeout) instead of failing half-way with "database is locked".
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -51,6 +52,17 @@ def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur.close()
 
 
+def _unusable(p: Path, err: sqlite3.DatabaseError) -> str:
+    """Why the file cannot be opened, truthfully: SQLite says "unable to open database file" when the
+    folder is read-only, because WAL writes its index beside the store even to read it."""
+    folder = p.parent
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        return f"{p}: cannot open the store: {folder} is on a read-only file system (SQLite's WAL writes beside it)"
+    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        return f"{p}: cannot open the store: {folder} or the store is not writable by this user"
+    return f"{p}: not a usable evolver database ({err})"
+
+
 class Store(WorkRows):
     """A repository over one SQLite file. Open with `Store.open(path)`."""
 
@@ -70,7 +82,7 @@ class Store(WorkRows):
             _pragmas(raw, None)
             migrate(raw, str(p), upto=migrate_upto)
         except sqlite3.DatabaseError as err:
-            raise StoreError(f"{p}: not a usable evolver database ({err})") from None
+            raise StoreError(_unusable(p, err)) from None
         finally:
             raw.close()
         engine = create_engine(f"sqlite:///{p}", connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
@@ -88,14 +100,20 @@ class Store(WorkRows):
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT)."""
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT).
+
+        On failure it rolls back only a transaction that is still open: SQLite ends one itself on a
+        full disk or an I/O error, and a ROLLBACK then ("no transaction is active") would replace
+        the error that says what happened.
+        """
         with self.engine.connect() as conn:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 yield conn
                 conn.exec_driver_sql("COMMIT")
             except BaseException:
-                conn.exec_driver_sql("ROLLBACK")
+                if conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+                    conn.exec_driver_sql("ROLLBACK")
                 raise
 
     @contextmanager

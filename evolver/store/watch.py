@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolver.states import EventKind, PhaseStatus
+from evolver.states import NOTICES, PhaseStatus
 from evolver.store.lineage import EVENT_SELECT, EventInfo, GenInfo, current_pointers, event_info, load_lineage, loads
 from evolver.store.reader import Rows
 
@@ -104,7 +104,7 @@ def status_summary(store: Rows | None, state_dir: Path, daemon_pid: int | None) 
             "phase": running[-1][0] if running else None,
             "phase_detail": loads(running[-1][1]) if running and running[-1][1] else None,
         }
-    decisions = [e for e in recent_events(store, limit=20) if e.kind != EventKind.NOTE]
+    decisions = [e for e in recent_events(store, limit=20) if e.kind not in NOTICES]
     if decisions:
         e = decisions[0]
         out["last_decision"] = {"kind": e.kind, "generation": e.generation_id, "reason": e.reason, "ts": e.ts}

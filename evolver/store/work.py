@@ -130,6 +130,15 @@ class WorkRows:
         with self.session() as s:
             return s.get(Attempt, attempt_id)
 
+    def work_totals(self, gen_id: int, purpose: str) -> tuple[int, int, int, int]:
+        """(trial-1 attempts, later attempts, reflections, tokens written) of one generation and purpose."""
+        (t1, later, a_tok), = self._all(
+            "SELECT COALESCE(SUM(trial = 1), 0), COALESCE(SUM(trial > 1), 0), COALESCE(SUM(tokens_out), 0)"
+            " FROM attempts WHERE generation_id = ? AND purpose = ?", (gen_id, purpose))
+        (n_refl, r_tok), = self._all("SELECT COUNT(*), COALESCE(SUM(tokens_out), 0) FROM reflections"
+                                     " WHERE generation_id = ? AND purpose = ?", (gen_id, purpose))
+        return int(t1), int(later), int(n_refl), int(a_tok) + int(r_tok)
+
     def pool_history(self, source: str, before: int) -> dict[str, tuple[int, bool, int]]:
         """Every question of `source` that a training pool of a generation before `before` answered:
         external id -> (times asked, ever right at trial 1, last generation that asked it).

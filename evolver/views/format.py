@@ -23,6 +23,7 @@ STYLES = {
     GenStatus.PROMOTED: "green", GenStatus.REJECTED: "yellow", GenStatus.ROLLED_BACK: "magenta",
     GenStatus.FAILED: "bold red", GenStatus.RUNNING: "bold cyan", GenStatus.EVALUATED: "blue", GenStatus.BASE: "bold",
     EventKind.MANUAL_PROMOTE: "green", EventKind.UNPINNED: "cyan", EventKind.NOTE: "dim",
+    EventKind.ADAPTER_REFUSED: "bold red",
 }
 
 
