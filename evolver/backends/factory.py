@@ -13,7 +13,7 @@ def make_backend(cfg: LoadedConfig) -> Backend:
     A model that cannot be loaded is reported against the key that names it (`model.base`).
     """
     c = cfg.config
-    base = resolve_base(c.model, cfg.root)
+    base = resolve_base(c.model, cfg.root, cfg.state_dir)
     try:
         if c.generation.backend == "transformers":
             from evolver.backends.transformers_backend import TransformersBackend
