@@ -154,3 +154,48 @@ def test_manifest_suite_with_cache_path_and_options(tmp_path: Path) -> None:
     (suite_dir / "manifest.toml").write_text('name = "x"\nformat = "logiqa"\ndata = "t.jsonl"\nmember = "a/task.json"\n')
     with pytest.raises(SuiteError, match="`member` is for format 'bigbench_json'"):
         load_manifest(suite_dir / "manifest.toml")
+
+
+def test_limit_counts_per_task_when_a_suite_reads_several(tmp_path: Path) -> None:
+    sdist = build_sdist(tmp_path / "bigbench-1.0.0.tar.gz")
+    task = _task(sdist, members=("bigbench/benchmark_tasks/sports_understanding", "bigbench/benchmark_tasks/object_counting"))
+    items = task.load("test", limit=3)
+    assert [i.meta["level"] for i in items] == ["sports_understanding"] * 3 + ["object_counting"] * 3
+
+
+def _predictions(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(json.dumps({"id": i, "output": o}) + "\n" for i, o in rows))
+    return path
+
+
+def test_eval_scores_predictions_for_any_bigbench_task(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    build_sdist(tmp_path / "cache" / "pkgs" / "bigbench-1.0.0.tar.gz")
+    task = _task(tmp_path / "cache" / "pkgs" / "bigbench-1.0.0.tar.gz",
+                 members=("bigbench/benchmark_tasks/object_counting/task.json",))
+    items = task.load("test")
+    preds = _predictions(tmp_path / "p.jsonl", [(it.id, f"Finish[{it.meta['targets'][1]}]") for it in items[:-1]]
+                         + [(items[-1].id, "I cannot count.")])
+    result = cli("eval", "--benchmark", "bigbench:object_counting", "--predictions", preds, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == len(items) and report["correct"] == len(items) - 1 and report["format"] == "bigbench_json"
+    assert report["parse_rate"] == 1.0 and "f1" in report["scores"]  # "I cannot count." reads as a (wrong) answer
+    f = _write(tmp_path / "own" / "task.json", choice_task("sports", n=12))
+    every = _predictions(tmp_path / "all.jsonl", [(str(n), "Finish[plausible]") for n in range(1, 13)])
+    result = cli("eval", "--benchmark", f, "--predictions", every, "--split", "all", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["correct"] == 8  # 8 of the 12 are plausible
+
+
+def test_eval_bad_bigbench_inputs_are_one_line_exit_2(cli, tmp_path: Path) -> None:  # noqa: ANN001
+    sdist = build_sdist(tmp_path / "cache" / "pkgs" / "bigbench-1.0.0.tar.gz")
+    preds = _predictions(tmp_path / "p.jsonl", [("1", "Finish[a]")])
+    empty = _write(tmp_path / "empty" / "task.json", {"name": "empty", "description": "no examples"})
+    suite = tmp_path / "evals" / "gone"
+    suite.mkdir(parents=True)
+    (suite / "manifest.toml").write_text(f'name = "gone"\nformat = "bigbench_json"\ndata = "{sdist}"\n'
+                                         'member = "bigbench/benchmark_tasks/gone/task.json"\n')
+    for benchmark, names in ((empty, f"{empty}: task file without examples"),
+                             (suite, f"{sdist}: no member 'bigbench/benchmark_tasks/gone/task.json'")):
+        result = cli("eval", "--benchmark", benchmark, "--predictions", preds)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and names in lines[0], result.stderr

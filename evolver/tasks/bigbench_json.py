@@ -38,7 +38,7 @@ from evolver.tasks.answers import squad_normalize, token_f1
 from evolver.tasks.base import Item, Verdict
 from evolver.tasks.choices import LETTERS, parse_choice, parse_free
 from evolver.tasks.fewshot import WorkedExample, preamble
-from evolver.tasks.rows import DataError, Loaded, Record, Rows, load_items
+from evolver.tasks.rows import DataError, Loaded, Record, Rows, load_items, take
 from evolver.tasks.taskfile import TaskFile, read_many
 
 SPLITS = ("train", "test", "all")
@@ -141,7 +141,13 @@ class BigBenchJsonTask:
         return self.load_report(split, limit).items
 
     def load_report(self, split: str = "test", limit: int | None = None) -> Loaded:
-        return load_items(self.source, split, limit, self.cap, self._item)
+        """Items of `split`; `limit` (and the manifest's cap) count per level when the suite reads several files."""
+        loaded = load_items(self.source, split, None, None, self._item)
+        per: dict[str, list[Item]] = {}
+        for it in loaded.items:
+            per.setdefault(str(it.meta.get("level", "")), []).append(it)
+        items = [it for group in per.values() for it in take(group, limit, self.cap)]
+        return Loaded(items, loaded.dropped, loaded.ids)
 
     def _item(self, r: Record, split: str) -> Item:
         ex, task = r.data["example"], r.data["task"]
