@@ -65,3 +65,26 @@ def test_rows_from_a_datasets_save_to_disk_folder(tmp_path: Path) -> None:
         gone.task().load("test")
     with pytest.raises(SuiteError, match="exactly one of `id`"):
         load_manifest(_suite(tmp_path / "y", 'name = "g"\nformat = "gsm8k"\n[datasets]\nid = "a/b"\npath = "p"\n'))
+
+
+def test_new_worked_examples_make_a_new_evaluation_key(tmp_path: Path) -> None:
+    """Cached evaluations are keyed by everything that changes an answer; a suite's worked examples open
+    every prompt, so editing them must evaluate again instead of reusing the old scores."""
+    from evolver.config import load_config
+    from evolver.evaluation.identity import eval_identity, eval_key
+    from evolver.reflection.instructions import default_pool
+
+    rows = [{"id": "q1", "question": "Which is a fruit?\nA. apple\nB. stone", "answer": "a"}]
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "evolver.toml").write_text("")
+    cfg = load_config(tmp_path / "evolver.toml")
+    keys = []
+    for solution in ("Finish[a]", "Finish[b]", "Finish[b]"):
+        task = load_manifest(_suite(tmp_path / "s", 'name = "mc"\nformat = "logiqa"\ndata = "d.jsonl"\n'
+                                    f'[[examples]]\nquestion = "Which is blue?\\nA. sky\\nB. grass"\n'
+                                    f'solution = "{solution}"\n')).task()
+        items = task.load("test")
+        keys.append(eval_key(eval_identity(cfg, "mc", items, "base", None, default_pool()[0], "cpu",
+                                           task.answer_format)))
+    assert keys[0] != keys[1] and keys[1] == keys[2]
