@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,23 +16,40 @@ from typing import Any
 
 from evolver.config.schema import ModelConfig
 from evolver.errors import EvolverError
-from evolver.paths import embedded_model_dir
+from evolver.paths import embedded_model_dir, expand_path
 
 
 class ModelLoadError(EvolverError):
     """A base model or adapter that cannot be loaded; one line naming the path or id."""
 
 
-def resolve_base(model: ModelConfig, root: Path | None = None) -> str:
-    """'embedded' -> the shipped world model folder; a relative existing folder -> absolute; else a hub id."""
+def resolve_base(model: ModelConfig, root: Path | None = None, state_dir: Path | None = None) -> str:
+    """'embedded' -> the shipped world model folder; a relative existing folder -> absolute; else a hub id.
+
+    A GGUF base (`base` naming a .gguf file, or a folder plus `gguf_file`) becomes its dequantized
+    folder under `state_dir` (evolver.gguf_base), built on first use.
+    """
     if model.base == "embedded":
         return str(embedded_model_dir())
-    p = Path(model.base).expanduser()
-    if not p.is_absolute() and root is not None and (root / p).exists():
+    p = expand_path(model.base)
+    if not p.is_absolute() and root is not None and ((root / p).exists() or is_gguf(model)):
         p = root / p
-    if p.exists() or model.base.startswith((".", "/", "~")):
+    if is_gguf(model):
+        from evolver.gguf_base import GGUFError, dequantized_dir, gguf_path
+
+        if state_dir is None:
+            raise GGUFError(f"{model.base}: a GGUF base model needs a state dir to dequantize into")
+        gguf = gguf_path(p.resolve(), model.gguf_file)
+        assert gguf is not None
+        return str(dequantized_dir(gguf, state_dir, state_dir / "cache" / "fingerprints.json"))
+    if p.exists() or model.base.startswith((".", "/", "~", "$")):
         return str(p.resolve())
     return model.base
+
+
+def is_gguf(model: ModelConfig) -> bool:
+    """Whether the base model is a GGUF file (named directly, or by `model.gguf_file` in a folder)."""
+    return bool(model.gguf_file) or model.base.lower().endswith(".gguf")
 
 
 def pick_device(model: ModelConfig) -> str:
@@ -123,29 +141,53 @@ def fingerprint(ref: str, revision: str | None = None, cache: Path | None = None
     folder = Path(ref)
     if not folder.is_dir():
         return f"hub:{ref}@{revision or 'main'}"
-    known: dict[str, Any] = {}
-    if cache is not None and cache.is_file():
-        try:
-            known = json.loads(cache.read_text())
-        except (OSError, json.JSONDecodeError):
-            known = {}
+    known = _read_cache(cache)
     h = hashlib.sha256()
-    changed = False
+    before = len(known)
     for f in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        st = f.stat()
-        key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        digest = known.get(key)
-        if digest is None:
-            fh = hashlib.sha256()
-            with f.open("rb") as stream:
-                for chunk in iter(lambda: stream.read(1 << 22), b""):
-                    fh.update(chunk)
-            digest = known[key] = fh.hexdigest()
-            changed = True
-        h.update(f"{f.relative_to(folder).as_posix()}\0{digest}\0".encode())
-    if cache is not None and changed:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(known))
-        tmp.replace(cache)
+        h.update(f"{f.relative_to(folder).as_posix()}\0{_sha(f, known)}\0".encode())
+    if len(known) != before:
+        _write_cache(cache, known)
     return h.hexdigest()
+
+
+def file_sha256(path: Path, cache: Path | None = None) -> str:
+    """sha256 of one file, cached in `cache` by size and modification time like `fingerprint`."""
+    known = _read_cache(cache)
+    before = len(known)
+    digest = _sha(path, known)
+    if len(known) != before:
+        _write_cache(cache, known)
+    return digest
+
+
+def _sha(f: Path, known: dict[str, Any]) -> str:
+    st = f.stat()
+    key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    digest = known.get(key)
+    if digest is None:
+        fh = hashlib.sha256()
+        with f.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 22), b""):
+                fh.update(chunk)
+        digest = known[key] = fh.hexdigest()
+    return str(digest)
+
+
+def _read_cache(cache: Path | None) -> dict[str, Any]:
+    if cache is None or not cache.is_file():
+        return {}
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _write_cache(cache: Path | None, known: dict[str, Any]) -> None:
+    if cache is None:
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(known))
+    tmp.replace(cache)

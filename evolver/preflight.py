@@ -60,26 +60,46 @@ def _start(cfg: LoadedConfig) -> str:
 
 
 def _model(cfg: LoadedConfig) -> list[str]:
-    base = cfg.config.model.base
+    from evolver.models import is_gguf
+    from evolver.paths import expand_path
+
+    m = cfg.config.model
+    base = m.base
     if base == "embedded":
-        return []
-    path = cfg.resolve(base)
-    if base.lower().endswith(".gguf"):
-        if not path.is_file():
-            return [_bad("model.base", f"GGUF file not found ({path}; {_start(cfg)})", base)]
-        return [_bad("model.base", "a GGUF file cannot be trained on (LoRA needs the model's transformers"
-                     " folder or hub id)", base)]
+        return [_bad("model.gguf_file", "the embedded model is no GGUF file", m.gguf_file)] if m.gguf_file else []
+    path = cfg.resolve(expand_path(base))
+    if is_gguf(m):
+        return _gguf(cfg, path)
     first = Path(base).parts[0] if Path(base).parts else base
-    looks_local = base.startswith((".", "/", "~")) or base.count("/") > 1 or (cfg.root / first).is_dir()
+    looks_local = base.startswith((".", "/", "~", "$")) or base.count("/") > 1 or (cfg.root / first).is_dir()
     if not looks_local:
-        return [] if _HUB_ID.match(base) else [_bad("model.base", "expected 'embedded', a hub id ('owner/name')"
-                                                      " or a model folder", base)]
+        return [] if _HUB_ID.match(base) else [_bad("model.base", "expected 'embedded', a hub id ('owner/name'),"
+                                                      " a model folder or a .gguf file", base)]
     if not path.exists():
         return [_bad("model.base", f"model folder not found ({path}; {_start(cfg)})", base)]
     if not path.is_dir():
         return [_bad("model.base", f"not a folder ({path})", base)]
     if not (path / "config.json").is_file():
         return [_bad("model.base", f"not a model folder (no config.json in {path})", base)]
+    return []
+
+
+def _gguf(cfg: LoadedConfig, path: Path) -> list[str]:
+    """A GGUF base: the file exists and its header and metadata read (dequantizing waits for the first use)."""
+    from evolver.gguf_base import GGUFError, check_gguf, gguf_path
+
+    m = cfg.config.model
+    if m.gguf_file and not path.is_dir():
+        return [_bad("model.base", f"expected the folder holding model.gguf_file ({path} is not a folder)", m.base)]
+    gguf = gguf_path(path, m.gguf_file)
+    assert gguf is not None
+    key, value = ("model.gguf_file", m.gguf_file) if m.gguf_file else ("model.base", m.base)
+    if not gguf.is_file():
+        return [_bad(key, f"GGUF file not found ({gguf}; {_start(cfg)})", value)]
+    try:
+        check_gguf(gguf)
+    except GGUFError as err:
+        return [_bad(key, str(err).removeprefix(f"{gguf}: ") + f" ({gguf})", value)]
     return []
 
 
@@ -120,6 +140,11 @@ def _split_problem(suite: Suite, split: str) -> str | None:
     m = suite.manifest
     if m.generated:
         offered = m.splits
+    elif m.format == "bigbench_json":
+        return _task_file_problem(suite, split)
+    elif m.datasets is not None and m.datasets.path is not None:
+        folder = suite.source().path  # type: ignore[attr-defined]
+        return None if folder.is_dir() else f"suite {m.name!r} has no data ({folder} not found)"
     elif m.datasets is not None:
         return None  # a hub dataset: its splits are only known once fetched
     else:
@@ -131,6 +156,25 @@ def _split_problem(suite: Suite, split: str) -> str | None:
         offered = sorted(files)
     if offered is not None and split not in offered:
         return f"suite {m.name!r} has no {split!r} split (it offers {', '.join(offered) or 'none'})"
+    return None
+
+
+def _task_file_problem(suite: Suite, split: str) -> str | None:
+    """A BIG-bench suite: its task file (or tarball member) reads and has examples in `split`."""
+    from evolver.tasks.rows import DataError
+    from evolver.tasks.suites import SuiteError
+
+    m = suite.manifest
+    files = suite.data_files()
+    path = next(iter(files.values()))
+    if not path.is_file():
+        hint = f": download {m.download}" if m.download else ""
+        return f"suite {m.name!r} has no data ({path} not found{hint})"
+    try:
+        if not suite.task().load(split):
+            return f"suite {m.name!r} has no {split!r} questions"
+    except (DataError, SuiteError) as err:
+        return f"suite {m.name!r}: {err}"
     return None
 
 

@@ -306,3 +306,12 @@ def test_units_with_levels_are_listed_as_they_are(small: Store, tmp_path: Path) 
     from evolver.views.plot import plot_accuracy
 
     assert plot_accuracy(lin, tmp_path / "acc.png").stat().st_size > 10_000
+
+
+def test_show_prints_the_parse_rate_when_an_evaluation_stored_one(small: Store) -> None:
+    small.put_eval_results(3, "bb-mix/object_counting", "standard", "e",
+                           {"acc@t1": (0.25, 40), "acc@t2": (0.30, 40), "parse_rate": (0.925, 40)})
+    text = render(generation_view(load_detail(small, 3)), 120)
+    header = next(line for line in text.splitlines() if "benchmark" in line and "protocol" in line)
+    assert "parsed" in header
+    assert "bb-mix/object_counting  standard    25.0" in text and "92.5" in text

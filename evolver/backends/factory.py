@@ -17,7 +17,7 @@ def make_backend(cfg: LoadedConfig, interrupt: Callable[[], bool] | None = None)
     batch between two decoding steps; vLLM's engine and remote servers finish their batch.
     """
     c = cfg.config
-    base = resolve_base(c.model, cfg.root)
+    base = resolve_base(c.model, cfg.root, cfg.state_dir)
     try:
         if c.generation.backend == "transformers":
             from evolver.backends.transformers_backend import TransformersBackend

@@ -27,7 +27,7 @@ def base_fingerprint(cfg: LoadedConfig) -> str:
     from evolver.models import fingerprint, resolve_base
 
     m = cfg.config.model
-    return fingerprint(resolve_base(m, cfg.root), m.revision, cfg.state_dir / "cache" / "fingerprints.json")
+    return fingerprint(resolve_base(m, cfg.root, cfg.state_dir), m.revision, cfg.state_dir / "cache" / "fingerprints.json")
 
 
 class BackendHolder:

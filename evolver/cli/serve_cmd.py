@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
                 raise RuntimeFailure(f"no state folder at {cfg.state_dir}; run `evolver init` first")
             store = open_store(cfg)  # before the first generation: an empty store, and 'current' is the base
             sock = _listen(host, port)
-            base = resolve_base(cfg.config.model, cfg.root)
+            base = resolve_base(cfg.config.model, cfg.root, cfg.state_dir)
             try:
                 backend = TransformersBackend(base, cfg.config.model, batch_size=cfg.config.generation.batch_size)
             except ModelLoadError as err:

@@ -17,8 +17,11 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     base: str = Field(
         "embedded",
-        description="Base model: 'embedded' (the world's own model), a hub id, or a local folder.",
+        description="Base model: 'embedded' (the world's own model), a hub id, a local folder, or a .gguf file"
+                    " (dequantized once under STATE/models/).",
     )
+    gguf_file: str = Field(
+        "", description="A .gguf file inside the folder `base` names (empty = `base` is the model itself).")
     revision: str | None = Field(None, description="Hub revision (commit or tag) when `base` is a hub id.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype; 'auto' = float32 on CPU, bfloat16 on CUDA."

@@ -88,7 +88,7 @@ def create_generation(cfg: LoadedConfig, store: Store, gen_id: int, parent: int 
     """The generation's row, with the versions of the stack that makes it (evolver.provenance)."""
     from evolver.provenance import versions
 
-    store.create_generation(gen_id, parent, resolve_base(cfg.config.model, cfg.root), cfg.hash,
+    store.create_generation(gen_id, parent, resolve_base(cfg.config.model, cfg.root, cfg.state_dir), cfg.hash,
                             json.dumps(cfg.config.model_dump(mode="json")), status=status)
     store.record_versions(gen_id, versions())
 

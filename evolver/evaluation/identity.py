@@ -4,8 +4,9 @@ Evaluation attempts and results are stored under this key. Re-running with the s
 cache hit, which is only right when nothing changed; so the key covers the base model's weights
 (content hash of a local folder), the generation's adapter sha256, the backend, dtype, device and
 prompt style, decoding, rounds, the instruction, the seed and the suite's content (the exact
-questions and gold answers after any limit). A model replaced in place, a changed adapter or a
-different backend is a new key: the evaluation really runs again.
+questions and gold answers after any limit, and the suite's answer instruction with its worked
+examples, which open every prompt). A model replaced in place, a changed adapter, new worked
+examples or a different backend is a new key: the evaluation really runs again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def suite_hash(items: Sequence[Item]) -> str:
 
 
 def eval_identity(cfg: LoadedConfig, suite: str, items: Sequence[Item], base: str, adapter_sha256: str | None,
-                  instruction: Instruction, device: str) -> dict[str, Any]:
+                  instruction: Instruction, device: str, answer_format: str) -> dict[str, Any]:
     c = cfg.config
     return {
         "suite": suite, "suite_sha256": suite_hash(items), "n": len(items),
@@ -32,6 +33,7 @@ def eval_identity(cfg: LoadedConfig, suite: str, items: Sequence[Item], base: st
         "backend": c.generation.backend, "dtype": c.model.dtype, "device": device, "prompt_style": c.model.prompt_style,
         "trial_tokens": c.generation.trial.max_new_tokens, "reflect_tokens": c.generation.reflection.max_new_tokens,
         "rounds": c.evaluation.max_rounds, "instruction": [instruction.id, instruction.text], "seed": c.seed,
+        "prompt_sha256": canonical_hash(answer_format),
     }
 
 

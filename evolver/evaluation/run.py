@@ -46,7 +46,7 @@ def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None 
     adapter = adapter_for(store, generation)
     ins = evaluation_instruction(ctx)
     identity = eval_identity(ctx.cfg, suite, list(items.values()), base_fingerprint(ctx.cfg),
-                             adapter.sha256 if adapter else None, ins, pick_device(c.model))
+                             adapter.sha256 if adapter else None, ins, pick_device(c.model), task.answer_format)
     identity["rows"] = {"ids": loaded.ids, "dropped": loaded.dropped_by_reason()}  # what loading left out, and why
     key = eval_key(identity)
     found = store.evaluation(generation, suite, key)

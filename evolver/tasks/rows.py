@@ -226,6 +226,35 @@ class HubSource:
 
 
 @dataclass(frozen=True)
+class DiskSource:
+    """A `datasets` folder written by `save_to_disk` (a Dataset, or a DatasetDict of splits): the hub's rows, offline."""
+
+    path: Path
+    splits: dict[str, str] | None = None  # our split name -> the folder's split name (a DatasetDict's key)
+    ids: IdPolicy = "auto"
+
+    def records(self, split: str) -> Rows:
+        import datasets  # heavy; only here
+
+        if not self.path.is_dir():
+            raise DataError(f"{_display(self.path)} not found (a `datasets` save_to_disk folder)")
+        try:
+            ds = datasets.load_from_disk(str(self.path))
+        except Exception as err:  # noqa: BLE001 - any unreadable folder becomes one readable line
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise DataError(f"{_display(self.path)}: not a `datasets` save_to_disk folder ({first})") from None
+        name = (self.splits or {}).get(split, split)
+        if isinstance(ds, datasets.DatasetDict):
+            if name not in ds:
+                raise DataError(f"{_display(self.path)}: no split {name!r} (it has {', '.join(ds) or 'none'})")
+            ds = ds[name]
+        elif self.splits is not None and split not in self.splits:
+            raise DataError(f"no {split!r} split here (splits: {', '.join(sorted(self.splits))})")
+        rows = [(i, dict(r)) for i, r in enumerate(ds, start=1)]
+        return assign_ids(rows, f"{_display(self.path)}[{name}]", self.ids)
+
+
+@dataclass(frozen=True)
 class RecordsSource:
     """Rows already in memory (tests, and callers that build data on the fly)."""
 

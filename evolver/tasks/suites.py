@@ -1,9 +1,15 @@
 """Benchmark suites: a folder with a `manifest.toml` naming a format and where the rows are.
 
     name = "logiqa"                 # suite name (required)
-    format = "logiqa"               # logiqa | math | mbpp | bigbench | gsm8k | arith
+    format = "logiqa"               # logiqa | math | mbpp | bigbench | gsm8k | arith | bigbench_json
     # or, for a Task written in Python:  task = "package.module:Class"  (built with `seed` and [options])
-    data = "logiqa_test.jsonl"      # JSONL, relative to the manifest (or { test = "...", train = "..." })
+    data = "logiqa_test.jsonl"      # JSONL, relative to the manifest (or { test = "...", train = "..." });
+                                    # `~` and $EVOLVER_CACHE (default ~/.cache/evolver) are expanded
+    member = "bigbench/benchmark_tasks/navigate/task.json"   # bigbench_json: the task file inside the
+                                    # tarball `data` names (or a list: several tasks in one suite);
+                                    # without it `data` is the task.json itself
+    instruction = "..."             # optional: replaces the format's answer instruction (write it for chat models)
+    examples = [{ question = "...", solution = "... Finish[b]" }]   # optional worked examples, in every prompt
     split = "test"                  # the split `data` holds when it is a single file
     limit = 500                     # optional cap on items
     ids = "auto"                    # "auto": the rows' own ids when all are present and distinct, else line
@@ -14,7 +20,7 @@
     seed = 0                        # optional: passed to generated tasks (arith, `task = ...`)
     splits = ["train", "test"]      # optional: the splits a generated task offers
     [datasets]                      # instead of `data`: a hub dataset, fetched only when the suite is loaded
-    id = "openai/gsm8k"
+    id = "openai/gsm8k"             # ... or path = "gsm8k-disk" (a `save_to_disk` folder, read offline)
     config = "main"
     [options]                       # optional keyword arguments for the task (e.g. mbpp's challenge_tests)
 
@@ -31,11 +37,13 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from evolver.paths import expand_path
 from evolver.tasks.base import Task
-from evolver.tasks.rows import HubSource, JsonlSource, Loaded, RowSource
+from evolver.tasks.fewshot import WorkedExample, preamble
+from evolver.tasks.rows import DiskSource, HubSource, JsonlSource, Loaded, RowSource
 
 MANIFEST = "manifest.toml"
-Format = Literal["logiqa", "math", "mbpp", "bigbench", "gsm8k", "arith"]
+Format = Literal["logiqa", "math", "mbpp", "bigbench", "gsm8k", "arith", "bigbench_json"]
 
 
 class SuiteError(Exception):
@@ -45,10 +53,24 @@ class SuiteError(Exception):
 class DatasetsSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(..., min_length=1, description="Hub dataset id, e.g. 'openai/gsm8k'.")
+    id: str | None = Field(None, min_length=1, description="Hub dataset id, e.g. 'openai/gsm8k'.")
+    path: str | None = Field(None, min_length=1, description="A `save_to_disk` folder, relative to the manifest.")
     config: str | None = Field(None, description="Dataset configuration name, e.g. 'main'.")
     split: str | None = Field(None, description="The hub's split name for the manifest's `split` (default: the same).")
     revision: str | None = Field(None, description="Commit or tag to pin.")
+
+    @model_validator(mode="after")
+    def _one(self) -> DatasetsSpec:
+        if (self.id is None) == (self.path is None):
+            raise ValueError("give exactly one of `id` (a hub dataset) or `path` (a save_to_disk folder)")
+        return self
+
+
+class Shot(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(..., min_length=1, description="The example's question.")
+    solution: str = Field(..., min_length=1, description="Its worked solution, finished as the answer format asks.")
 
 
 class Manifest(BaseModel):
@@ -66,6 +88,9 @@ class Manifest(BaseModel):
     split: str = Field("test", min_length=1, description="The split `data` (or `datasets`) holds.")
     limit: int | None = Field(None, ge=1, description="Cap on items.")
     ids: Literal["auto", "row", "line"] = Field("auto", description="How items get their ids (see evolver.tasks.rows).")
+    member: str | list[str] | None = Field(None, description="bigbench_json: task.json member(s) of the tarball `data`.")
+    instruction: str = Field("", description="Answer instruction replacing the format's own (for chat models).")
+    examples: list[Shot] = Field(default_factory=list, description="Worked examples carried by every prompt.")
     download: str = Field("", description="Where to get a missing data file.")
     options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the task.")
 
@@ -77,6 +102,12 @@ class Manifest(BaseModel):
             raise ValueError("give either `data` or `[datasets]`, not both")
         if self.data is None and self.datasets is None and self.generated is False:
             raise ValueError(f"format {self.format!r} needs `data` (a JSONL file) or a `[datasets]` table")
+        if self.format == "bigbench_json" and not isinstance(self.data, str):
+            raise ValueError("format 'bigbench_json' needs `data`: a task.json file, or a tarball with `member`")
+        if self.member is not None and self.format != "bigbench_json":
+            raise ValueError("`member` is for format 'bigbench_json'")
+        if self.generated and (self.instruction or self.examples):
+            raise ValueError("`instruction` and `examples` are for suites of rows (a generated task keeps its own format)")
         return self
 
     @property
@@ -103,13 +134,23 @@ class Suite:
         if data is None:
             return {}
         files = {self.manifest.split: data} if isinstance(data, str) else dict(data)
-        return {split: (self.root / f).resolve() if not Path(f).is_absolute() else Path(f) for split, f in files.items()}
+        return {split: self._path(f) for split, f in files.items()}
+
+    def _path(self, value: str) -> Path:
+        p = expand_path(value)
+        return p if p.is_absolute() else (self.root / p).resolve()
+
+    def members(self) -> tuple[str, ...]:
+        m = self.manifest.member
+        return () if m is None else (m,) if isinstance(m, str) else tuple(m)
 
     def source(self) -> RowSource:
         m = self.manifest
         if m.datasets is not None:
-            return HubSource(m.datasets.id, m.datasets.config, {m.split: m.datasets.split or m.split},
-                             m.datasets.revision, m.ids)
+            splits = {m.split: m.datasets.split or m.split}
+            if m.datasets.path is not None:
+                return DiskSource(self._path(m.datasets.path), splits, m.ids)
+            return HubSource(m.datasets.id or "", m.datasets.config, splits, m.datasets.revision, m.ids)
         hint = f"download {m.download} there" if m.download else f"named by key 'data' in {self.path}"
         return JsonlSource(self.data_files(), m.ids, hint)
 
@@ -138,11 +179,31 @@ class Suite:
 
         m = self.manifest
         assert m.format is not None and m.format != "arith"
+        shots = [WorkedExample(e.question, e.solution) for e in m.examples]
+        if m.format == "bigbench_json":
+            return self._bigbench_task(shots)
         cls = {"logiqa": LogiQATask, "math": MathTask, "mbpp": MBPPTask, "bigbench": BigBenchTask, "gsm8k": GSM8KTask}[m.format]
         try:
-            return cls(source=self.source(), name=m.name, cap=m.limit, **m.options)
+            task = cls(source=self.source(), name=m.name, cap=m.limit, **m.options)
         except TypeError as err:
             raise SuiteError(f"{self.path}: options: not accepted by format {m.format!r} ({err})") from None
+        if m.instruction or shots:
+            task.answer_format = preamble(m.instruction or task.answer_format, shots)
+        return task
+
+    def _bigbench_task(self, shots: list[WorkedExample]) -> RowTask:
+        from evolver.tasks.bigbench_json import BigBenchJsonTask, BigBenchSource
+
+        m = self.manifest
+        opts = dict(m.options)
+        split_opts = {k: opts.pop(k) for k in ("test_share", "shots") if k in opts}
+        data = m.data if isinstance(m.data, str) else ""
+        try:
+            source = BigBenchSource(self._path(data), self.members(), **split_opts)
+            extra = {"instruction": m.instruction} if m.instruction else {}
+            return BigBenchJsonTask(source=source, name=m.name, cap=m.limit, examples=shots, **extra, **opts)
+        except (TypeError, ValueError) as err:
+            raise SuiteError(f"{self.path}: options: not accepted by format 'bigbench_json' ({err})") from None
 
 
 class RowTask(Task, Protocol):
@@ -223,8 +284,18 @@ def load_manifest(path: Path) -> Suite:
 
 
 def find_suite(name_or_path: str | Path, search_dirs: list[Path] | tuple[Path, ...]) -> Suite:
-    """A suite by path (its folder or manifest file) or by name (a folder under one of `search_dirs`)."""
+    """A suite by path (its folder or manifest file) or by name (a folder under one of `search_dirs`).
+
+    Any BIG-bench task is a suite too, without a manifest: a `task.json` path, or `bigbench:<task>`
+    (`bigbench:logical_deduction/three_objects`), read from the sdist in the cache (`BIGBENCH_SDIST`).
+    """
     p = Path(name_or_path).expanduser()
+    if str(name_or_path).startswith(BIGBENCH_PREFIX):
+        task = str(name_or_path)[len(BIGBENCH_PREFIX):].strip("/")
+        return _bigbench_suite(f"bigbench-{task.replace('/', '-')}", BIGBENCH_SDIST,
+                               f"bigbench/benchmark_tasks/{task}/task.json")
+    if p.is_file() and p.suffix == ".json":
+        return _bigbench_suite(p.parent.name, str(p.resolve()), None)
     if p.is_file():
         return load_manifest(p)
     if p.is_dir():
@@ -241,6 +312,17 @@ def find_suite(name_or_path: str | Path, search_dirs: list[Path] | tuple[Path, .
     where = ", ".join(str(d) for d in search_dirs) or "no search folders"
     listing = f"; suites: {', '.join(known)}" if known else ""
     raise SuiteError(f"no suite {name!r} (looked in {where}){listing}")
+
+
+BIGBENCH_PREFIX = "bigbench:"
+BIGBENCH_SDIST = "$EVOLVER_CACHE/pkgs/bigbench-1.0.0.tar.gz"  # where scripts/real_model.sh puts the sdist
+
+
+def _bigbench_suite(name: str, data: str, member: str | None) -> Suite:
+    """A suite for one BIG-bench task file, with the format's defaults (what a two-line manifest would say)."""
+    manifest = Manifest(name=name, format="bigbench_json", data=data, member=member,
+                        description="a BIG-bench task named on the command line")
+    return Suite(manifest, (expand_path(data) if member else Path(data)).parent / MANIFEST)
 
 
 def list_suites(search_dirs: list[Path] | tuple[Path, ...], strict: bool = True) -> list[Suite]:

@@ -89,7 +89,7 @@ def build_spec(ctx: StageContext, phase: str, data: TrainSet, schedule: Schedule
             fh.write(json.dumps(ex, ensure_ascii=False) + "\n")
     spec = TrainSpec(
         phase=phase,  # type: ignore[arg-type]
-        generation=ctx.generation, base=resolve_base(cfg.model, ctx.cfg.root), model=cfg.model, data=str(data_file),
+        generation=ctx.generation, base=resolve_base(cfg.model, ctx.cfg.root, ctx.state_dir), model=cfg.model, data=str(data_file),
         out_dir=str(adapter_dir(ctx.state_dir, ctx.generation, phase).resolve()), result=str(work / "result.json"),
         lora=cfg.training.lora, sft=cfg.training.sft if phase == "sft" else None,
         dpo=cfg.training.dpo if phase == "dpo" else None, schedule=schedule, seed=cfg.training.seed + ctx.generation,

@@ -220,7 +220,8 @@ def eval_table(g: GenInfo, parent: GenInfo | None, benchmark: str | None = None)
     if not g.results:
         return Text("not evaluated yet", style="dim")
     t = Table(box=None, pad_edge=False, show_edge=False)
-    for c in ("benchmark", "protocol", "acc@t1", "Δ", "acc@t2", "Δ", "n", "test"):
+    parsed = any(m == "parse_rate" for protos in g.metrics.values() for ms in protos.values() for m in ms)
+    for c in ("benchmark", "protocol", "acc@t1", "Δ", "acc@t2", "Δ", *(("parsed",) if parsed else ()), "n", "test"):
         t.add_column(c, justify="left" if c in ("benchmark", "protocol", "test") else "right", no_wrap=True)
     tests = g.decision.tests if g.decision is not None else {}
     for b, protos in g.metrics.items():
@@ -232,8 +233,10 @@ def eval_table(g: GenInfo, parent: GenInfo | None, benchmark: str | None = None)
             p1 = parent.value(b, "acc@t1", proto) if parent else None
             p2 = parent.value(b, "acc@t2", proto) if parent else None
             n = max((m.n for m in ms.values()), default=0)
+            rate = g.value(b, "parse_rate", proto)  # share of trial-1 answers that parsed (standard protocol)
             t.add_row(b, proto, pct(t1), Text(pts(t1, p1), style=delta_style(t1, p1)), pct(t2),
-                      Text(pts(t2, p2), style=delta_style(t2, p2)), str(n),
+                      Text(pts(t2, p2), style=delta_style(t2, p2)),
+                      *((pct(rate) if rate is not None else "",) if parsed else ()), str(n),
                       evidence(tests.get(b)) if proto == EvalProtocol.STANDARD else "")
     return t
 
