@@ -75,7 +75,7 @@ class InstructionConfig(_Section):
 
 class ReflectionConfig(_Section):
     task: str = Field("arith", description="Task (benchmark suite in evals/) whose train split is the pool.")
-    pool_size: int = Field(600, ge=1, description="Training-pool questions per generation.")
+    pool_size: int = Field(300, ge=1, description="Training-pool questions per generation.")
     pool_returns: float = Field(
         0.2, ge=0.0, le=1.0, description="Share of the pool given to questions asked before and never solved.")
     pool_frontier: float = Field(
@@ -110,13 +110,13 @@ class SFTConfig(_Section):
         description="Snapshots to train on: D+ (reflection -> correct retry) and R1 (correct retries as first-trial"
                     " answers) evolve both skills; T1 adds correct first trials; D- trains on unfiltered reflections (ablation).",
     )
-    epochs: float = Field(6.0, gt=0, le=100, description="Passes over D+.")
+    epochs: float = Field(4.0, gt=0, le=100, description="Passes over D+.")
     learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak LR (LoRA wants far more than full fine-tuning).")
     batch_size: int = Field(16, ge=1, le=4096, description="Per-device batch. Memory grows with it.")
     grad_accum: int = Field(1, ge=1, le=1024, description="Gradient accumulation steps.")
     max_length: int = Field(512, ge=16, le=131072, description="Truncate examples beyond this many tokens. Memory grows with it.")
     min_samples: int = Field(8, ge=1, description="Skip SFT (recorded) below this many rows (D+, plus D-/T1 when configured).")
-    max_steps: int = Field(0, ge=0, le=1_000_000, description="Cap on optimizer steps per generation (0 = epochs decide).")
+    max_steps: int = Field(200, ge=0, le=1_000_000, description="Cap on optimizer steps per generation (0 = epochs decide).")
 
 
 class DPOConfig(_Section):
@@ -132,15 +132,15 @@ class DPOConfig(_Section):
     max_length: int = Field(512, ge=16, le=131072, description="Prompt+completion token cap. Memory grows with it.")
     ref: Literal["sft", "parent", "base"] = Field("sft", description="Reference model for DPO.")
     min_pairs: int = Field(8, ge=1, description="Skip DPO (recorded) below this many pairs.")
-    max_steps: int = Field(0, ge=0, le=1_000_000, description="Cap on optimizer steps per generation (0 = epochs decide).")
+    max_steps: int = Field(40, ge=0, le=1_000_000, description="Cap on optimizer steps per generation (0 = epochs decide).")
 
 
 class TrainingConfig(_Section):
     lora: LoraConfig = Field(default_factory=LoraConfig, description="Adapter shape.")
     sft: SFTConfig = Field(default_factory=SFTConfig, description="SFT on D+.")
     dpo: DPOConfig = Field(default_factory=DPOConfig, description="DPO on D± / Dpref.")
-    lineage: Literal["continue", "restart"] = Field("continue", description="Start from the parent's adapter, or from base.")
-    data_window: int = Field(1, ge=1, le=1000, description="Train on the last N generations' snapshots.")
+    lineage: Literal["continue", "restart"] = Field("restart", description="restart: each generation trains anew from the base model on its data window (STaR); continue: from the parent's adapter.")
+    data_window: int = Field(10, ge=1, le=1000, description="Train on the last N generations' snapshots, replayed and deduplicated by content.")
     lr_decay: float = Field(
         1.0, gt=0.0, le=1.0, description="Learning rate x lr_decay^(depth-1): smaller steps deeper in a lineage.")
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
