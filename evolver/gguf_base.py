@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evolver.errors import UsageError
+from evolver.model_files import file_sha256, quiet_loading
 
 MODELS_DIR = "models"
 MARKER = "evolver-gguf.json"
@@ -68,7 +69,6 @@ def check_gguf(path: Path) -> None:
 
 def dequantized_dir(gguf: Path, state_dir: Path, sha_cache: Path | None = None) -> Path:
     """The verified transformers folder for `gguf`, dequantizing it first when there is none."""
-    from evolver.models import file_sha256
 
     check_header(gguf)
     sha = file_sha256(gguf, sha_cache)
@@ -96,7 +96,6 @@ def _stem(gguf: Path) -> str:
 
 def _verified(dest: Path, sha: str, sha_cache: Path | None) -> bool:
     """Whether `dest` holds a finished dequantization of the GGUF with `sha`, every file as written."""
-    from evolver.models import file_sha256
 
     marker = dest / MARKER
     if not marker.is_file():
@@ -116,7 +115,6 @@ def _dequantize(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from evolver.models import quiet_loading
 
     out.mkdir(parents=True)
     try:

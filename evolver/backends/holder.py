@@ -24,7 +24,8 @@ BackendFactory = Callable[[LoadedConfig], Backend]
 
 def base_fingerprint(cfg: LoadedConfig) -> str:
     """The configured base model's identity (content hash of a local folder, hub id@revision otherwise)."""
-    from evolver.models import fingerprint, resolve_base
+    from evolver.model_files import fingerprint
+    from evolver.models import resolve_base
 
     m = cfg.config.model
     return fingerprint(resolve_base(m, cfg.root, cfg.state_dir), m.revision, cfg.state_dir / "cache" / "fingerprints.json")

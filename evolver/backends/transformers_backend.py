@@ -31,7 +31,8 @@ from evolver.backends.base import (
 )
 from evolver.config.schema import ModelConfig
 from evolver.errors import Interrupted
-from evolver.models import load_causal_lm, load_tokenizer, pick_device, quiet_loading
+from evolver.model_files import quiet_loading
+from evolver.models import load_causal_lm, load_tokenizer, pick_device
 
 
 class _SeededGumbel:
