@@ -145,15 +145,15 @@ def test_logs_are_json_lines_under_state(tmp_path: Path, cli) -> None:
     assert quiet.exit_code == 0 and quiet.stderr == ""  # console stays at warning by default
     json.loads(quiet.stdout)  # stdout is pure JSON
     events = _log_lines(root / "state")
-    assert [e["event"] for e in events] == ["init", "status"]
+    assert [e["event"] for e in events] == ["init"]  # a read command (status) writes nothing, not even a log line
     for e in events:
         assert e["level"] == "info" and e["timestamp"].endswith("Z")
-    assert events[1]["generations"] == 0
+    assert events[0]["force"] is False
 
-    loud = cli("--log-level", "info", "--config", root / "evolver.toml", "status", "--json")
+    loud = cli("--log-level", "info", "init", root, "--force", "--json")
     assert loud.exit_code == 0
-    assert "status" in loud.stderr and json.loads(loud.stdout)["generations"] == 0
-    assert len(_log_lines(root / "state")) == 3
+    assert "init" in loud.stderr and json.loads(loud.stdout)["written"]
+    assert [e["force"] for e in _log_lines(root / "state")] == [False, True]
 
 
 def test_debug_level_reaches_the_file_and_bad_levels_are_refused(tmp_path: Path, cli) -> None:

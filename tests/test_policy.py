@@ -314,7 +314,7 @@ def test_events_are_append_only_with_reasons_and_atomic(store: Store, monkeypatc
 # -- policy files and CLI ------------------------------------------------------------------------
 def test_shipped_policies_load_and_bad_files_give_one_line(tmp_path: Path) -> None:
     default, strict = load_policy(REPO / "policies" / "default.toml"), load_policy(REPO / "policies" / "strict.toml")
-    assert (default.margin, default.alpha, default.primary, default.first_generation) == (1.0, 0.05, "acc@t2", "base")
+    assert (default.margin, default.alpha, default.primaries, default.first_generation) == (1.0, 0.05, ("acc@t2", "acc@t1"), "base")
     assert (strict.alpha, strict.max_regression, strict.t1_max_drop) == (0.01, 0.0, 0.0) and strict.margin > default.margin
     cases = {"margin = -1": "margin: expected", 'test = "ttest"': "test: expected", "alpah = 0.1": "alpah: unknown key",
              "alpha = 1.5": "alpha: expected", "margin = ": "invalid TOML", 'benchmarks = ["a", "a"]': "twice"}

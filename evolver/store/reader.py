@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from evolver.store.errors import StoreError, unusable
 from evolver.store.migrations import MIGRATIONS, SchemaTooNewError, applied
 
 BUSY_TIMEOUT_MS = 30_000
@@ -36,9 +37,12 @@ class ReadStore:
     @classmethod
     def open(cls, path: str | Path) -> ReadStore:
         p = Path(path)
-        conn = _connect(p)
+        try:
+            conn = _connect(p)
+            done = applied(conn)
+        except sqlite3.DatabaseError as err:
+            raise StoreError(unusable(p, err)) from None
         known = [name for name, _ in MIGRATIONS]
-        done = applied(conn)
         if [n for n in done if n not in known]:
             conn.close()
             raise SchemaTooNewError(

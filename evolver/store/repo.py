@@ -11,7 +11,6 @@ writer (busy_timeout) instead of failing half-way with "database is locked".
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import time
@@ -24,8 +23,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
-from evolver.errors import EvolverError
 from evolver.states import EventKind, PhaseStatus, PointerName
+from evolver.store.errors import StoreError, unusable
 from evolver.store.hashing import canonical_hash
 from evolver.store.migrations import migrate
 from evolver.store.schema import Dataset, EvalResult, Evaluation, Event, Generation, Phase, Pointer
@@ -37,10 +36,6 @@ _PUT_EVAL_SQL = ("INSERT INTO eval_results (generation_id, benchmark, protocol, 
                  " DO UPDATE SET value=excluded.value, n=excluded.n, created_at=excluded.created_at")
 
 
-class StoreError(EvolverError):
-    """A store operation that cannot proceed; the message names the row or file."""
-
-
 def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
     cur = dbapi_conn.cursor()
@@ -50,17 +45,6 @@ def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA cache_size=-65536")  # 64 MiB (default 2): keeps index pages hot during bulk inserts
     cur.close()
-
-
-def _unusable(p: Path, err: sqlite3.DatabaseError) -> str:
-    """Why the file cannot be opened, truthfully: SQLite says "unable to open database file" when the
-    folder is read-only, because WAL writes its index beside the store even to read it."""
-    folder = p.parent
-    if os.statvfs(folder).f_flag & os.ST_RDONLY:
-        return f"{p}: cannot open the store: {folder} is on a read-only file system (SQLite's WAL writes beside it)"
-    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        return f"{p}: cannot open the store: {folder} or the store is not writable by this user"
-    return f"{p}: not a usable evolver database ({err})"
 
 
 class Store(WorkRows):
@@ -82,7 +66,7 @@ class Store(WorkRows):
             _pragmas(raw, None)
             migrate(raw, str(p), upto=migrate_upto)
         except sqlite3.DatabaseError as err:
-            raise StoreError(_unusable(p, err)) from None
+            raise StoreError(unusable(p, err)) from None
         finally:
             raw.close()
         engine = create_engine(f"sqlite:///{p}", connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
