@@ -36,7 +36,7 @@ def _slow(tokens: int) -> dict:
     return {"generation": {"trial": {"temperature": 0.0, "max_new_tokens": tokens}, "reflection": {"max_new_tokens": 12}},
             "reflection": {"pool_size": 6, "k": 3},  # enough failed answers with a fixed and an unfixed retry for DPO
             "training": {"sft": {"min_samples": 1, "data": ["D+", "D-"], "max_length": 4096},
-                         "dpo": {"min_pairs": 1, "max_length": 4096}},
+                         "dpo": {"min_pairs": 1, "max_length": 4096, "data": ["dpm", "dpref"]}},  # pairs of either kind
             "evaluation": {"paper_protocol": False}}
 
 
