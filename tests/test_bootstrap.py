@@ -35,10 +35,29 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not indexes:
         pytest.skip("no local (file://) package index to take the build backend from offline")
     wh = tmp_path_factory.mktemp("wheelhouse")
-    env = {**os.environ, "PIP_INDEX_URL": indexes[0], "PIP_EXTRA_INDEX_URL": " ".join(indexes[1:]),
-           "PIP_FIND_LINKS": ""}
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", str(wh),
-                    "hatchling>=1.25", "editables~=0.3"], env=env, check=True, capture_output=True)
+    env = {
+        **os.environ,
+        "PIP_INDEX_URL": indexes[0],
+        "PIP_EXTRA_INDEX_URL": " ".join(indexes[1:]),
+        "PIP_FIND_LINKS": "",
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--only-binary=:all:",
+            "-d",
+            str(wh),
+            "hatchling>=1.25",
+            "editables~=0.3",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return wh
 
 
@@ -46,8 +65,9 @@ def image_venv(root: Path) -> Path:
     """A venv (not the base interpreter) that imports this run's torch: the GPU image's python."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     py = root / "bin" / "python"
-    purelib = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     ours = sysconfig.get_path("purelib")
     (Path(purelib) / "image_torch.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
     return py
@@ -72,8 +92,9 @@ def test_bootstrap_keeps_the_torch_of_a_venv_python(tmp_path: Path, repo_root: P
     env = {**os.environ, "PYTHON": str(image_py), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse)}
     env.pop("PIP_INDEX_URL", None)
     env.pop("PIP_EXTRA_INDEX_URL", None)
-    done = subprocess.run(["bash", str(checkout / "scripts" / "bootstrap.sh")], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        ["bash", str(checkout / "scripts" / "bootstrap.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr
     assert "installing torch" not in done.stderr
     assert "keeping the torch" in done.stderr
@@ -87,8 +108,9 @@ def test_bootstrap_keeps_the_torch_of_a_venv_python(tmp_path: Path, repo_root: P
     pinned = (checkout / ".venv" / "constraints.txt").read_text().strip()
     assert pinned == f"torch=={run_py(image_py, 'import torch; print(torch.__version__)')}"
 
-    again = subprocess.run(["bash", str(checkout / "scripts" / "bootstrap.sh")], env=env, capture_output=True,
-                           text=True, timeout=120)
+    again = subprocess.run(
+        ["bash", str(checkout / "scripts" / "bootstrap.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0 and again.stderr == ""  # the stamp: nothing to do
 
 
