@@ -8,6 +8,7 @@ adapter, too little data) cost no training.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from evolver.artifacts import AdapterError, atomic_dir, hash_adapter, verify_adapter
 from evolver.backends.holder import BackendHolder
@@ -109,14 +111,59 @@ def run_dpo(ctx: StageContext) -> dict[str, Any]:
     return _stage(ctx, Stage.DPO)
 
 
+class ChildPeaks:
+    """Outside measurement: the resident memory of this process's training children, sampled from here
+    every 20 ms (after exec only: the command line names the child), the highest per spec file."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ChildPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.02):
+            for proc in me.children(recursive=True):
+                try:
+                    cmd = proc.cmdline()
+                    if "evolver.training.child" not in cmd:
+                        continue
+                    rss = proc.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                self.peaks[cmd[-1]] = max(self.peaks.get(cmd[-1], 0.0), rss)
+
+
+BALLAST_MB = 1024
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """gen 1: SFT + DPO from base; gen 2: SFT continuing from gen 1's adapter."""
+    """gen 1: SFT + DPO from base; gen 2: SFT continuing from gen 1's adapter.
+
+    Meanwhile this process holds BALLAST_MB more, as a long-running daemon holds its memory, and
+    samples its training children's resident memory from outside (`sampled_peaks`).
+    """
+    import psutil
+
     from evolver.testing.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("train")
     base = build_tiny_model(root / "tiny", arch="llama")
     cfg, store = make_world(root / "w", base)
+    ballast = b"\x01" * (BALLAST_MB * 2**20)
+    parent_rss_mb = psutil.Process().memory_info().rss / 2**20
+    sampler = ChildPeaks().__enter__()
     seen: list[tuple[str, int, int]] = []
     ctx1 = ctx_for(cfg, store, 1, 0, progress=lambda label, done, total, **kw: seen.append((label, done, total)))
     store.put_dataset(1, "D+", "harvest", dplus_rows(16))
@@ -127,8 +174,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ctx2 = ctx_for(cfg, store, 2, 1)
     store.put_dataset(2, "D+", "harvest", dplus_rows(12, offset=40))
     sft2 = run_sft(ctx2)
+    sampler.__exit__()
+    del ballast
     return {"cfg": cfg, "store": store, "base": base, "sft1": sft1, "dpo1": dpo1, "sft2": sft2,
-            "gen1_after_sft": gen1_after_sft, "progress": seen}
+            "gen1_after_sft": gen1_after_sft, "progress": seen, "sampled_peaks": sampler.peaks,
+            "parent_rss_mb": parent_rss_mb}
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -229,6 +279,29 @@ def test_sft_then_dpo_store_two_hashed_adapters(trained: dict[str, Any]) -> None
         assert r["seconds"] > 0 and r["peak_rss_mb"] > 50
     assert ("sft", 4, 4) in trained["progress"] and ("dpo", 4, 4) in trained["progress"]
     assert dpo["reference"] == "sft"
+
+
+def test_each_child_reports_its_own_peak_memory(trained: dict[str, Any]) -> None:
+    """The child's VmHWM, not the daemon's memory carried over by ru_maxrss: below what the parent
+    holds, different for SFT and DPO, within 10 % of the peak sampled from outside; `show` has it."""
+    from evolver.store.detail import load_detail
+    from evolver.views.generation import generation_view
+
+    state = trained["cfg"].state_dir
+    sampled = trained["sampled_peaks"]
+    for gen, phase in ((1, "sft"), (1, "dpo"), (2, "sft")):
+        reported = trained[f"{phase}{gen}"]["peak_rss_mb"]
+        outside = sampled[str(state / "train" / f"gen-{gen:04d}" / phase / "spec.json")]
+        assert abs(reported - outside) <= 0.10 * outside, (gen, phase, reported, outside)
+        assert reported < trained["parent_rss_mb"] - BALLAST_MB / 2, (reported, trained["parent_rss_mb"])
+        assert trained[f"{phase}{gen}"]["world_size"] == 1
+        print(f"gen {gen} {phase}: child peak RSS {reported} MB, sampled from outside {outside:.1f} MB")
+    assert trained["sft1"]["peak_rss_mb"] != trained["dpo1"]["peak_rss_mb"]
+    buf = io.StringIO()
+    Console(file=buf, width=200, color_system=None).print(generation_view(load_detail(trained["store"], 1)))
+    shown = buf.getvalue()
+    for phase in ("sft", "dpo"):
+        assert f"peak RSS {trained[f'{phase}1']['peak_rss_mb']:,.0f} MB" in shown
 
 
 def test_every_trainable_parameter_changed(trained: dict[str, Any]) -> None:

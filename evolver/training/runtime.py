@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evolver.training.adapters import load_adapter, save_adapter, tensors_sha256
+from evolver.training import memory
 from evolver.training.device import DevicePlan, plan_device
 from evolver.training.spec import TrainSpec
 
@@ -171,8 +171,6 @@ def is_main_process() -> bool:
 def finish(spec: TrainSpec, policy: Policy, trainer: Any, curve: list[dict[str, Any]], started: float,
            n_examples: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Save the adapter atomically, hash it, and describe the run (the child's result JSON)."""
-    import torch
-
     seconds = time.perf_counter() - started
     state = trainer.state
     meta = {**spec.meta, "phase": spec.phase, "generation": spec.generation, "base": spec.base,
@@ -181,12 +179,12 @@ def finish(spec: TrainSpec, policy: Policy, trainer: Any, curve: list[dict[str, 
             "seed": spec.seed, "steps": state.global_step}
     model = trainer.accelerator.unwrap_model(trainer.model)
     sha = save_adapter(model, Path(spec.out_dir), spec.base, meta) if is_main_process() else None
-    peak_cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    rss, cuda = memory.per_rank(memory.peak_rss_mb()), memory.per_rank(memory.peak_cuda_mb())
     return {
         "adapter_path": str(Path(spec.out_dir).resolve()), "adapter_sha256": sha,
         "steps": state.global_step, "seconds": round(seconds, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_cuda_mb": round(peak_cuda, 1) if peak_cuda is not None else None,
+        "peak_rss_mb": rss[0], "peak_cuda_mb": cuda[0], "world_size": len(rss),
+        "peak_rss_mb_ranks": rss if len(rss) > 1 else None, "peak_cuda_mb_ranks": cuda if len(cuda) > 1 else None,
         "loss_curve": curve, "final_loss": curve[-1]["loss"] if curve else None,
         "n_examples": n_examples, "device": policy.plan.device, "bf16": policy.plan.bf16,
         "gradient_checkpointing": policy.plan.gradient_checkpointing, "init": policy.init,
