@@ -304,6 +304,43 @@ def test_each_child_reports_its_own_peak_memory(trained: dict[str, Any]) -> None
         assert f"peak RSS {trained[f'{phase}1']['peak_rss_mb']:,.0f} MB" in shown
 
 
+TWO_RANK_LOSS_TOL = 0.05  # max |loss(2 ranks) - loss(1 process)| per logged step, relative to the loss
+
+
+def test_two_cpu_ranks_train_like_one_process(trained: dict[str, Any], tmp_path: Path) -> None:
+    """gen 1's SFT and DPO again under `accelerate launch --num_processes 2 --cpu`: two ranks (DDP over
+    gloo, each half of the global batch) follow the single process's loss curve; the adapter generates."""
+    from evolver.backends.base import Adapter, Sampling
+    from evolver.backends.transformers_backend import TransformersBackend
+    from evolver.training.launch import run_child
+
+    state, store = trained["cfg"].state_dir, trained["store"]
+    adapters = {}
+    for phase in ("sft", "dpo"):
+        work = tmp_path / phase
+        work.mkdir()
+        spec = TrainSpec.load(state / "train" / "gen-0001" / phase / "spec.json")
+        spec = spec.model_copy(update={"out_dir": str(tmp_path / f"{phase}-adapter"), "result": str(work / "result.json")})
+        spec.dump(work / "spec.json")
+        cmd = child_command(work / "spec.json", "accelerate", ["--num_processes", "2", "--cpu"])
+        outcome = run_child(cmd, work / "child.log", lambda *a: None)
+        assert outcome.returncode == 0, outcome.stderr_tail
+        result = json.loads((work / "result.json").read_text())
+        assert result["world_size"] == 2 and len(result["peak_rss_mb_ranks"]) == 2  # gathered over the process group
+        single = [r["loss"] for r in store.train_logs(1, phase)]
+        ranks = [r["loss"] for r in result["loss_curve"]]
+        assert len(ranks) == len(single) == result["steps"]
+        worst = max(abs(a - b) / b for a, b in zip(ranks, single))
+        print(f"{phase}: 1 process {[round(x, 4) for x in single]}, 2 ranks {[round(x, 4) for x in ranks]}, "
+              f"worst relative difference {worst:.4f}")
+        assert worst <= TWO_RANK_LOSS_TOL, (single, ranks)
+        adapters[phase] = Adapter(f"gen-0001-{phase}-2ranks", Path(result["adapter_path"]), 1, result["adapter_sha256"])
+    backend = TransformersBackend(str(trained["base"]), ModelConfig(device="cpu"))
+    outs = backend.generate([r["reflect_prompt"] for r in dplus_rows(2)], Sampling(max_new_tokens=8), [1, 2],
+                            adapter=adapters["dpo"])
+    assert all(o.tokens_out > 0 for o in outs)
+
+
 def test_every_trainable_parameter_changed(trained: dict[str, Any]) -> None:
     """SFT moved every LoRA tensor from its (seeded) initial value; DPO moved every tensor of the SFT adapter."""
     from peft import get_peft_model_state_dict
@@ -522,8 +559,31 @@ def test_child_command_construction(tmp_path: Path) -> None:
     spec = tmp_path / "spec.json"
     assert child_command(spec, python="py") == ["py", "-m", "evolver.training.child", str(spec)]
     assert child_command(spec, "accelerate", ["--num_processes", "4", "--mixed_precision", "bf16"], python="py") == [
-        "py", "-m", "accelerate.commands.launch", "--num_processes", "4", "--mixed_precision", "bf16",
+        "py", "-m", "evolver.training.ranks", "--num_processes", "4", "--mixed_precision", "bf16",
         "-m", "evolver.training.child", str(spec)]
+
+
+def test_cpu_ranks_go_to_torchrun_and_the_global_batch_is_kept() -> None:
+    from accelerate.commands.launch import launch_command_parser
+
+    from evolver.training.ranks import is_cpu_ranks, torchrun_args
+    from evolver.training.runtime import per_rank_batch
+
+    def parse(*flags: str):  # noqa: ANN202
+        return launch_command_parser().parse_args([*flags, "-m", "evolver.training.child", "spec.json"])
+
+    assert not is_cpu_ranks(parse("--num_processes", "2"))  # GPUs: accelerate's own launcher
+    assert not is_cpu_ranks(parse("--cpu"))  # one process: accelerate's simple launcher is right
+    one = parse("--num_processes", "2", "--cpu")
+    one.num_machines = 1  # as accelerate's validation fills it in
+    assert is_cpu_ranks(one)
+    assert torchrun_args(one) == ["--nproc_per_node", "2", "--nnodes", "1", "--standalone", "--module",
+                                  "evolver.training.child", "spec.json"]
+    two = parse("--num_processes", "8", "--cpu", "--num_machines", "2", "--machine_rank", "1",
+                "--main_process_ip", "10.0.0.1", "--main_process_port", "29400")
+    assert torchrun_args(two)[:10] == ["--nproc_per_node", "4", "--nnodes", "2", "--node_rank", "1",
+                                       "--master_addr", "10.0.0.1", "--master_port", "29400"]
+    assert per_rank_batch(4, 1, 2) == (2, 1) and per_rank_batch(3, 4, 2) == (3, 2) and per_rank_batch(3, 1, 2) == (3, 1)
 
 
 def test_device_plan() -> None:

@@ -81,9 +81,29 @@ def load_policy(spec: TrainSpec) -> Policy:
     return Policy(model, tok, plan, init, init_sha, n_params, n_trainable)
 
 
+def world_size() -> int:
+    """Ranks in this training (torchrun and accelerate set WORLD_SIZE; one process without them)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def per_rank_batch(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
+    """(per-device batch, accumulation) keeping the configured batch (batch_size x grad_accum) global.
+
+    The config's batch is what one optimizer step sees, so the schedule's steps and learning rate
+    mean the same on 1 or N ranks: the batch is split across ranks, else the accumulation; when
+    neither divides, each rank takes the whole batch (N times as many rows per step).
+    """
+    if batch_size % world == 0:
+        return batch_size // world, grad_accum
+    if grad_accum % world == 0:
+        return batch_size, grad_accum // world
+    return batch_size, grad_accum
+
+
 def trainer_args(spec: TrainSpec, plan: DevicePlan, work: Path) -> dict[str, Any]:
     """TrainingArguments shared by SFTConfig and DPOConfig: the schedule and this phase's batch shape."""
     batch_size, grad_accum, max_length = spec.batch
+    batch_size, grad_accum = per_rank_batch(batch_size, grad_accum, world_size())
     return dict(
         output_dir=str(work), num_train_epochs=spec.schedule.epochs, max_steps=spec.schedule.max_steps,
         learning_rate=spec.schedule.learning_rate, per_device_train_batch_size=batch_size,
@@ -129,11 +149,13 @@ def callbacks(spec: TrainSpec, curve: list[dict[str, Any]]) -> list[Any]:
             self.task: Any = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if not state.is_world_process_zero:
+                return
             self.bar.start()
             self.task = self.bar.add_task(f"gen-{spec.generation:04d} {spec.phase}", total=state.max_steps, loss="-")
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
-            if not logs or "loss" not in logs:
+            if not logs or "loss" not in logs or not state.is_world_process_zero:  # one progress line per step
                 return
             loss = logs["loss"]
             self.bar.update(self.task, completed=state.global_step, loss=f"{loss:.4f}")
@@ -142,7 +164,8 @@ def callbacks(spec: TrainSpec, curve: list[dict[str, Any]]) -> list[Any]:
             sys.stdout.flush()
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.bar.stop()
+            if state.is_world_process_zero:
+                self.bar.stop()
 
     return [Metrics(), Progress()]
 
