@@ -148,7 +148,7 @@ class TrainingConfig(_Section):
         description="Experiment trackers the trainer logs to (each must be installed); empty = none."
                     " TensorBoard writes under STATE/runs/gen-NNNN-<phase>.")
     launcher: Literal["python", "accelerate"] = Field("python", description="Child-process launcher for training.")
-    accelerate_args: list[str] = Field(default_factory=list, description="Extra args for `accelerate launch` (multi-GPU).")
+    accelerate_args: list[str] = Field(default_factory=list, description="Flags for `accelerate launch` (N CPU processes, GPUs, machines).")
     seed: int = Field(42, ge=0, description="Training seed.")
 
 
