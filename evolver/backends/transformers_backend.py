@@ -11,6 +11,7 @@ a stop request is honoured within one step and no half-generated batch is ever h
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -173,11 +174,12 @@ class TransformersBackend:
         if adapter == self._adapter:
             return self._model
         if adapter is None:
-            self._model, self._adapter = self._base, None
+            self._drop_adapter_model()
             return self._model
         from peft import PeftModel
 
         verify_adapter(adapter.path, adapter.sha256)  # the weights loaded are the ones recorded
+        self._drop_adapter_model()  # one adapter copy at a time, never two side by side while loading
         fresh = load_causal_lm(self.base_ref, self.model_cfg, self.device)
         exact = next(fresh.parameters()).dtype == torch.float32
         try:
@@ -190,6 +192,14 @@ class TransformersBackend:
         self._model = (peft_model.merge_and_unload() if exact else peft_model).eval()
         self._adapter = adapter
         return self._model
+
+    def _drop_adapter_model(self) -> None:
+        """Serve the base again and free the adapter's model copy now (its tensors, on the device too)."""
+        if self._model is not self._base:
+            self._model, self._adapter = self._base, None
+            gc.collect()  # peft's modules hold reference cycles: without a collection the copy lingers
+            if self.device == "cuda":
+                torch.cuda.empty_cache()
 
     def _generate_batch(self, model: Any, seqs: list[list[int]], seeds: list[int], sampling: Sampling) -> list[Output]:
         pad = self.tokenizer.pad_token_id

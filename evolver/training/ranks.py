@@ -23,8 +23,14 @@ def torchrun_args(args: argparse.Namespace) -> list[str]:
     if machines == 1:
         out.append("--standalone")  # a free port of its own: concurrent trainings never collide
     else:
-        out += ["--node_rank", str(args.machine_rank), "--master_addr", str(args.main_process_ip),
-                "--master_port", str(args.main_process_port or 29500)]
+        out += [
+            "--node_rank",
+            str(args.machine_rank),
+            "--master_addr",
+            str(args.main_process_ip),
+            "--master_port",
+            str(args.main_process_port or 29500),
+        ]
     if args.module:
         out.append("--module")
     return [*out, args.training_script, *args.training_script_args]
