@@ -594,6 +594,26 @@ def test_device_plan() -> None:
     big = plan_device("cuda", "bfloat16", 8_000_000_000)
     assert (big.bf16, big.gradient_checkpointing) == (True, True)
     assert plan_device("cuda", "float16", 10).fp16 and not plan_device("cuda", "float32", 10).bf16
+    tiny = plan_device("cuda", "auto", 930_000)  # the embedded world's model trains in fp32 on a GPU too
+    assert (tiny.bf16, tiny.fp16) == (False, False)
+
+
+def test_auto_dtype_follows_the_model_size(tiny_model_dir: Path) -> None:
+    from evolver.models import FP32_MAX_PARAMS, count_params, resolve_dtype
+    from evolver.paths import embedded_model_dir
+
+    embedded = str(embedded_model_dir())
+    assert 900_000 < (count_params(embedded) or 0) < 960_000  # 0.93 M, from the safetensors header alone
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    assert count_params(str(tiny_model_dir)) == sum(p.numel() for p in loaded.parameters())
+    auto = ModelConfig()
+    assert resolve_dtype(auto, "cpu", embedded) == "float32"
+    assert resolve_dtype(auto, "cuda", embedded) == "float32"
+    assert resolve_dtype(auto, "cuda", "Qwen/Qwen2.5-7B-Instruct") == "bfloat16"  # a hub id: size unknown
+    assert resolve_dtype(ModelConfig(dtype="bfloat16"), "cuda", embedded) == "bfloat16"
+    assert count_params("no/such/model") is None and FP32_MAX_PARAMS == 300_000_000
 
 
 def test_atomic_dir_keeps_the_old_folder_on_failure(tmp_path: Path) -> None:

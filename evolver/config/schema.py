@@ -24,7 +24,7 @@ class ModelConfig(_Section):
         "", description="A .gguf file inside the folder `base` names (empty = `base` is the model itself).")
     revision: str | None = Field(None, description="Hub revision (commit or tag) when `base` is a hub id.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype; 'auto' = float32 on CPU, bfloat16 on CUDA."
+        "auto", description="Weights dtype; 'auto' = float32 on CPU and, on CUDA, below 300 M parameters; else bfloat16."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs; 'auto' picks CUDA when present.")
     prompt_style: Literal["auto", "plain", "chat"] = Field(

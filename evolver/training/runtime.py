@@ -67,7 +67,7 @@ def load_policy(spec: TrainSpec) -> Policy:
     tok.padding_side = "right"  # training pads right; generation (left) is the backends' business
     base = load_causal_lm(spec.base, mcfg, load_on)
     n_params = sum(p.numel() for p in base.parameters())
-    plan = plan_device(device, mcfg.dtype, n_params)
+    plan = plan_device(device, str(next(base.parameters()).dtype).removeprefix("torch."), n_params)  # as loaded
     if spec.init_adapter is not None:
         model = load_adapter(base, spec.init_adapter.path, spec.init_adapter.sha256, trainable=True)
         init = "adapter"
