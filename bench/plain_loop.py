@@ -31,7 +31,7 @@ def batches(trainer: Any, steps: int, batch_size: int, seed: int) -> list[dict[s
     while len(chunks) < steps:
         epoch = list(range(len(ds)))
         rng.shuffle(epoch)
-        chunks += [epoch[i:i + batch_size] for i in range(0, len(epoch), batch_size)]
+        chunks += [epoch[i : i + batch_size] for i in range(0, len(epoch), batch_size)]
     return [trainer.data_collator([ds[i] for i in chunk]) for chunk in chunks[:steps]]
 
 
@@ -94,7 +94,9 @@ def run(spec_path: str | Path, steps: int) -> dict[str, Any]:
     start = time.perf_counter()
     for batch in data:
         if spec.phase == "sft":
-            loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+            loss = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+            ).loss
         else:
             assert spec.dpo is not None
             loss = dpo_loss(model, batch, spec.dpo.beta, spec.dpo.sft_weight)
@@ -102,5 +104,12 @@ def run(spec_path: str | Path, steps: int) -> dict[str, Any]:
         opt.step()
         opt.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
-    return {"steps": steps, "seconds": round(seconds, 3), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
-            "rows_seen": rows_seen, "mean_row_tokens": sum(per_row) / len(per_row), "last_loss": round(loss.item(), 4)}
+    return {
+        "steps": steps,
+        "seconds": round(seconds, 3),
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 1),
+        "rows_seen": rows_seen,
+        "mean_row_tokens": sum(per_row) / len(per_row),
+        "last_loss": round(loss.item(), 4),
+    }
