@@ -1,6 +1,6 @@
 """The daemon's resident memory across generations: does it stay flat?
 
-    python bench/memory.py [--generations 10] [--config bench/memory.toml] [--state DIR] [--json]
+    python bench/memory.py [--generations 10] [--config bench/memory.toml] [--state DIR] [--no-release] [--json]
 
 Runs the daemon in this process for `--generations` generations of a small configuration (a fresh
 state folder unless `--state` names one) and prints, after each generation, this process's resident
@@ -92,10 +92,18 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "bench" / "memory.toml"))
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--state", default=None, help="State folder (default: a fresh temporary one).")
+    ap.add_argument(
+        "--no-release",
+        action="store_true",
+        help="A/B: skip the daemon's release of freed memory before each stage (what it did before).",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from evolver.backends.holder import BackendHolder
     from evolver.daemon.runner import Daemon
+
+    if args.no_release:
+        BackendHolder.release_memory = lambda self: None  # type: ignore[method-assign]
 
     base = load_config(args.config)
     data = base.config.model_dump(mode="json")
