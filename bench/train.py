@@ -1,12 +1,20 @@
-"""Seconds and peak memory of the SFT and DPO phases on a synthetic D+ / D± of N rows.
+"""Seconds, peak memory and tokens/s of the SFT and DPO phases on a synthetic D+ / D± of N rows,
+against a plain PyTorch loop on the same rows, model, LoRA and batch shapes.
 
-    python bench/train.py [--rows 500] [--epochs 1] [--model DIR] [--threads 2] [--json]
+    python bench/train.py [--rows 500] [--epochs 1] [--model DIR] [--threads 2] [--set KEY=VALUE ...] [--json]
 
 Runs the real phase path (store -> child process -> hashed adapter) with the default
-training config, on the embedded world model when it is built (`evolver world pretrain`),
-else on a small random llama built on the spot. Rows are arith reflections with realistic
-lengths. `seconds` is the child's own time (load + train + save); `wall` adds the process
-start and the imports. Peak RSS is the child's.
+training config (`--set training.sft.batch_size=8` changes it), on the embedded world model when
+it is built (`evolver world pretrain`), else on a small random llama built on the spot. Rows are
+arith reflections with realistic lengths. `seconds` is the child's own time (load + train + save);
+`wall` adds the process start and the imports. Peak RSS is the child's.
+
+Then `bench/plain_loop.py` trains the same phase again in this process for the same number of
+steps: forward, backward, AdamW, nothing else, on batches trl itself collated. Tokens/s counts the
+tokens the model reads (prompt + completion; both of a DPO pair) over the rows each run trained on:
+trl's over its `train_seconds` (the trainer's own clock: data loading, logging and callbacks
+included), the loop's over its steps alone. The ratio trl / loop is the share of the practical limit
+that evolver's training reaches (goal: >= 0.7).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # plain_loop
 
 from evolver.backends.holder import BackendHolder  # noqa: E402
 from evolver.config import LoadedConfig, validate  # noqa: E402
@@ -60,16 +69,22 @@ def tiny_model(root: Path) -> Path:
     return build_tiny_model(root / "tiny-llama", arch="llama", hidden=256, layers=4)
 
 
-def bench(rows: int, epochs: float, model: str | None, threads: int) -> dict[str, Any]:
+def bench(rows: int, epochs: float, model: str | None, threads: int, overrides: dict[str, Any] | None = None,
+          plain: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="evolver-bench-train-") as tmp:
         root = Path(tmp)
         if model is None:
             embedded = base_model_path()
             model = str(embedded) if (embedded / "config.json").is_file() else str(tiny_model(root))
-        cfg = LoadedConfig(validate({"state_dir": str(root / "state"),
-                                     "model": {"base": model, "threads": threads},
-                                     "training": {"sft": {"epochs": epochs}, "dpo": {"epochs": epochs}}}),
-                           root / "evolver.toml")
+        data: dict[str, Any] = {"state_dir": str(root / "state"), "model": {"base": model, "threads": threads},
+                                "training": {"sft": {"epochs": epochs}, "dpo": {"epochs": epochs}}}
+        for key, value in (overrides or {}).items():
+            *path, last = key.split(".")
+            node = data
+            for part in path:
+                node = node.setdefault(part, {})
+            node[last] = value
+        cfg = LoadedConfig(validate(data), root / "evolver.toml")
         store = Store.open(cfg.state_dir / "evolver.db")
         store.create_generation(0, None, model, cfg.hash, "{}", status="base")
         store.create_generation(1, 0, model, cfg.hash, "{}")
@@ -84,6 +99,14 @@ def bench(rows: int, epochs: float, model: str | None, threads: int) -> dict[str
             keys = ("steps", "seconds", "train_seconds", "peak_rss_mb", "train_loss", "trainable_params")
             out["phases"][name] = {k: r.get(k) for k in keys}
             out["phases"][name]["wall"] = round(time.perf_counter() - t0, 2)
+            if plain:
+                import plain_loop
+
+                loop = plain_loop.run(cfg.state_dir / "train" / "gen-0001" / name / "spec.json", int(r["steps"]))
+                trl_tokens = loop["rows_seen"] * loop["mean_row_tokens"]  # the same rows, in trl's order
+                trl_tps = trl_tokens / float(r["train_seconds"])
+                out["phases"][name].update(trl_tokens_per_s=round(trl_tps, 1), plain=loop,
+                                           ratio=round(trl_tps / loop["tokens_per_s"], 3))
         out["n_params"] = json.loads((cfg.state_dir / "train/gen-0001/sft/result.json").read_text())["n_params"]
         store.close()
         return out
@@ -95,9 +118,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--model", default=None, help="Model folder (default: the embedded model, else a tiny llama).")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "0") or 0))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="A config value (TOML), e.g. training.sft.batch_size=8; repeatable.")
+    ap.add_argument("--no-plain", action="store_true", help="Skip the plain PyTorch loop.")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    res = bench(a.rows, a.epochs, a.model, a.threads)
+    import tomllib
+
+    overrides = {k: tomllib.loads(f"v = {v}")["v"] for k, v in (kv.split("=", 1) for kv in a.set)}
+    res = bench(a.rows, a.epochs, a.model, a.threads, overrides, plain=not a.no_plain)
     if a.json:
         print(json.dumps(res, indent=2))
         return
@@ -106,12 +135,16 @@ def main() -> None:
 
     t = Table(title=f"{res['model']} ({res['n_params'] / 1e6:.1f} M params), {res['rows']} rows, "
                     f"{res['epochs']:g} epoch(s), {res['threads'] or 'default'} threads")
-    for col in ("phase", "steps", "seconds", "train s/step", "wall", "peak RSS MB", "train loss"):
+    for col in ("phase", "steps", "seconds", "train s/step", "wall", "peak RSS MB", "train loss",
+                "trl tok/s", "plain tok/s", "ratio"):
         t.add_column(col, justify="right")
     for name, p in res["phases"].items():
+        loop = p.get("plain")
         t.add_row(name, str(p["steps"]), f"{p['seconds']:.1f}", f"{p['train_seconds'] / max(p['steps'], 1):.3f}",
-                  f"{p['wall']:.1f}", f"{p['peak_rss_mb']:.0f}", f"{p['train_loss']:.3f}")
-    Console().print(t)
+                  f"{p['wall']:.1f}", f"{p['peak_rss_mb']:.0f}", f"{p['train_loss']:.3f}",
+                  f"{p['trl_tokens_per_s']:.0f}" if loop else "-", f"{loop['tokens_per_s']:.0f}" if loop else "-",
+                  f"{p['ratio']:.2f}" if loop else "-")
+    Console(width=160).print(t)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ adapter, too little data) cost no training.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from evolver.artifacts import AdapterError, atomic_dir, hash_adapter, verify_adapter
 from evolver.backends.holder import BackendHolder
@@ -109,14 +111,59 @@ def run_dpo(ctx: StageContext) -> dict[str, Any]:
     return _stage(ctx, Stage.DPO)
 
 
+class ChildPeaks:
+    """Outside measurement: the resident memory of this process's training children, sampled from here
+    every 20 ms (after exec only: the command line names the child), the highest per spec file."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ChildPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.02):
+            for proc in me.children(recursive=True):
+                try:
+                    cmd = proc.cmdline()
+                    if "evolver.training.child" not in cmd:
+                        continue
+                    rss = proc.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                self.peaks[cmd[-1]] = max(self.peaks.get(cmd[-1], 0.0), rss)
+
+
+BALLAST_MB = 1024
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """gen 1: SFT + DPO from base; gen 2: SFT continuing from gen 1's adapter."""
+    """gen 1: SFT + DPO from base; gen 2: SFT continuing from gen 1's adapter.
+
+    Meanwhile this process holds BALLAST_MB more, as a long-running daemon holds its memory, and
+    samples its training children's resident memory from outside (`sampled_peaks`).
+    """
+    import psutil
+
     from evolver.testing.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("train")
     base = build_tiny_model(root / "tiny", arch="llama")
     cfg, store = make_world(root / "w", base)
+    ballast = b"\x01" * (BALLAST_MB * 2**20)
+    parent_rss_mb = psutil.Process().memory_info().rss / 2**20
+    sampler = ChildPeaks().__enter__()
     seen: list[tuple[str, int, int]] = []
     ctx1 = ctx_for(cfg, store, 1, 0, progress=lambda label, done, total, **kw: seen.append((label, done, total)))
     store.put_dataset(1, "D+", "harvest", dplus_rows(16))
@@ -127,8 +174,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ctx2 = ctx_for(cfg, store, 2, 1)
     store.put_dataset(2, "D+", "harvest", dplus_rows(12, offset=40))
     sft2 = run_sft(ctx2)
+    sampler.__exit__()
+    del ballast
     return {"cfg": cfg, "store": store, "base": base, "sft1": sft1, "dpo1": dpo1, "sft2": sft2,
-            "gen1_after_sft": gen1_after_sft, "progress": seen}
+            "gen1_after_sft": gen1_after_sft, "progress": seen, "sampled_peaks": sampler.peaks,
+            "parent_rss_mb": parent_rss_mb}
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -229,6 +279,66 @@ def test_sft_then_dpo_store_two_hashed_adapters(trained: dict[str, Any]) -> None
         assert r["seconds"] > 0 and r["peak_rss_mb"] > 50
     assert ("sft", 4, 4) in trained["progress"] and ("dpo", 4, 4) in trained["progress"]
     assert dpo["reference"] == "sft"
+
+
+def test_each_child_reports_its_own_peak_memory(trained: dict[str, Any]) -> None:
+    """The child's VmHWM, not the daemon's memory carried over by ru_maxrss: below what the parent
+    holds, different for SFT and DPO, within 10 % of the peak sampled from outside; `show` has it."""
+    from evolver.store.detail import load_detail
+    from evolver.views.generation import generation_view
+
+    state = trained["cfg"].state_dir
+    sampled = trained["sampled_peaks"]
+    for gen, phase in ((1, "sft"), (1, "dpo"), (2, "sft")):
+        reported = trained[f"{phase}{gen}"]["peak_rss_mb"]
+        outside = sampled[str(state / "train" / f"gen-{gen:04d}" / phase / "spec.json")]
+        assert abs(reported - outside) <= 0.10 * outside, (gen, phase, reported, outside)
+        assert reported < trained["parent_rss_mb"] - BALLAST_MB / 2, (reported, trained["parent_rss_mb"])
+        assert trained[f"{phase}{gen}"]["world_size"] == 1
+        print(f"gen {gen} {phase}: child peak RSS {reported} MB, sampled from outside {outside:.1f} MB")
+    assert trained["sft1"]["peak_rss_mb"] != trained["dpo1"]["peak_rss_mb"]
+    buf = io.StringIO()
+    Console(file=buf, width=200, color_system=None).print(generation_view(load_detail(trained["store"], 1)))
+    shown = buf.getvalue()
+    for phase in ("sft", "dpo"):
+        assert f"peak RSS {trained[f'{phase}1']['peak_rss_mb']:,.0f} MB" in shown
+
+
+TWO_RANK_LOSS_TOL = 0.05  # max |loss(2 ranks) - loss(1 process)| per logged step, relative to the loss
+
+
+def test_two_cpu_ranks_train_like_one_process(trained: dict[str, Any], tmp_path: Path) -> None:
+    """gen 1's SFT and DPO again under `accelerate launch --num_processes 2 --cpu`: two ranks (DDP over
+    gloo, each half of the global batch) follow the single process's loss curve; the adapter generates."""
+    from evolver.backends.base import Adapter, Sampling
+    from evolver.backends.transformers_backend import TransformersBackend
+    from evolver.training.launch import run_child
+
+    state, store = trained["cfg"].state_dir, trained["store"]
+    adapters = {}
+    for phase in ("sft", "dpo"):
+        work = tmp_path / phase
+        work.mkdir()
+        spec = TrainSpec.load(state / "train" / "gen-0001" / phase / "spec.json")
+        spec = spec.model_copy(update={"out_dir": str(tmp_path / f"{phase}-adapter"), "result": str(work / "result.json")})
+        spec.dump(work / "spec.json")
+        cmd = child_command(work / "spec.json", "accelerate", ["--num_processes", "2", "--cpu"])
+        outcome = run_child(cmd, work / "child.log", lambda *a: None)
+        assert outcome.returncode == 0, outcome.stderr_tail
+        result = json.loads((work / "result.json").read_text())
+        assert result["world_size"] == 2 and len(result["peak_rss_mb_ranks"]) == 2  # gathered over the process group
+        single = [r["loss"] for r in store.train_logs(1, phase)]
+        ranks = [r["loss"] for r in result["loss_curve"]]
+        assert len(ranks) == len(single) == result["steps"]
+        worst = max(abs(a - b) / b for a, b in zip(ranks, single))
+        print(f"{phase}: 1 process {[round(x, 4) for x in single]}, 2 ranks {[round(x, 4) for x in ranks]}, "
+              f"worst relative difference {worst:.4f}")
+        assert worst <= TWO_RANK_LOSS_TOL, (single, ranks)
+        adapters[phase] = Adapter(f"gen-0001-{phase}-2ranks", Path(result["adapter_path"]), 1, result["adapter_sha256"])
+    backend = TransformersBackend(str(trained["base"]), ModelConfig(device="cpu"))
+    outs = backend.generate([r["reflect_prompt"] for r in dplus_rows(2)], Sampling(max_new_tokens=8), [1, 2],
+                            adapter=adapters["dpo"])
+    assert all(o.tokens_out > 0 for o in outs)
 
 
 def test_every_trainable_parameter_changed(trained: dict[str, Any]) -> None:
@@ -449,8 +559,31 @@ def test_child_command_construction(tmp_path: Path) -> None:
     spec = tmp_path / "spec.json"
     assert child_command(spec, python="py") == ["py", "-m", "evolver.training.child", str(spec)]
     assert child_command(spec, "accelerate", ["--num_processes", "4", "--mixed_precision", "bf16"], python="py") == [
-        "py", "-m", "accelerate.commands.launch", "--num_processes", "4", "--mixed_precision", "bf16",
+        "py", "-m", "evolver.training.ranks", "--num_processes", "4", "--mixed_precision", "bf16",
         "-m", "evolver.training.child", str(spec)]
+
+
+def test_cpu_ranks_go_to_torchrun_and_the_global_batch_is_kept() -> None:
+    from accelerate.commands.launch import launch_command_parser
+
+    from evolver.training.ranks import is_cpu_ranks, torchrun_args
+    from evolver.training.runtime import per_rank_batch
+
+    def parse(*flags: str):  # noqa: ANN202
+        return launch_command_parser().parse_args([*flags, "-m", "evolver.training.child", "spec.json"])
+
+    assert not is_cpu_ranks(parse("--num_processes", "2"))  # GPUs: accelerate's own launcher
+    assert not is_cpu_ranks(parse("--cpu"))  # one process: accelerate's simple launcher is right
+    one = parse("--num_processes", "2", "--cpu")
+    one.num_machines = 1  # as accelerate's validation fills it in
+    assert is_cpu_ranks(one)
+    assert torchrun_args(one) == ["--nproc_per_node", "2", "--nnodes", "1", "--standalone", "--module",
+                                  "evolver.training.child", "spec.json"]
+    two = parse("--num_processes", "8", "--cpu", "--num_machines", "2", "--machine_rank", "1",
+                "--main_process_ip", "10.0.0.1", "--main_process_port", "29400")
+    assert torchrun_args(two)[:10] == ["--nproc_per_node", "4", "--nnodes", "2", "--node_rank", "1",
+                                       "--master_addr", "10.0.0.1", "--master_port", "29400"]
+    assert per_rank_batch(4, 1, 2) == (2, 1) and per_rank_batch(3, 4, 2) == (3, 2) and per_rank_batch(3, 1, 2) == (3, 1)
 
 
 def test_device_plan() -> None:
@@ -461,6 +594,26 @@ def test_device_plan() -> None:
     big = plan_device("cuda", "bfloat16", 8_000_000_000)
     assert (big.bf16, big.gradient_checkpointing) == (True, True)
     assert plan_device("cuda", "float16", 10).fp16 and not plan_device("cuda", "float32", 10).bf16
+    tiny = plan_device("cuda", "auto", 930_000)  # the embedded world's model trains in fp32 on a GPU too
+    assert (tiny.bf16, tiny.fp16) == (False, False)
+
+
+def test_auto_dtype_follows_the_model_size(tiny_model_dir: Path) -> None:
+    from evolver.models import FP32_MAX_PARAMS, count_params, resolve_dtype
+    from evolver.paths import embedded_model_dir
+
+    embedded = str(embedded_model_dir())
+    assert 900_000 < (count_params(embedded) or 0) < 960_000  # 0.93 M, from the safetensors header alone
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    assert count_params(str(tiny_model_dir)) == sum(p.numel() for p in loaded.parameters())
+    auto = ModelConfig()
+    assert resolve_dtype(auto, "cpu", embedded) == "float32"
+    assert resolve_dtype(auto, "cuda", embedded) == "float32"
+    assert resolve_dtype(auto, "cuda", "Qwen/Qwen2.5-7B-Instruct") == "bfloat16"  # a hub id: size unknown
+    assert resolve_dtype(ModelConfig(dtype="bfloat16"), "cuda", embedded) == "bfloat16"
+    assert count_params("no/such/model") is None and FP32_MAX_PARAMS == 300_000_000
 
 
 def test_atomic_dir_keeps_the_old_folder_on_failure(tmp_path: Path) -> None:

@@ -53,6 +53,12 @@ class BackendHolder:
             self._loaded_from = now
         return self._backend
 
+    def release_memory(self) -> None:
+        """Hand back what the process holds but no longer uses (evolver.backends.memory); the model stays loaded."""
+        from evolver.backends.memory import release
+
+        release()
+
     def close(self) -> None:
         if self._backend is not None:
             self._backend.close()

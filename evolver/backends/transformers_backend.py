@@ -11,6 +11,7 @@ a stop request is honoured within one step and no half-generated batch is ever h
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,13 +37,29 @@ from evolver.models import load_causal_lm, load_tokenizer, pick_device
 
 
 class _SeededGumbel:
-    """A logits processor turning greedy search into per-row seeded sampling."""
+    """A logits processor turning greedy search into per-row seeded sampling.
 
-    def __init__(self, seeds: Sequence[int], sampling: Sampling, device: str) -> None:
+    Each row has its own generator on the device the logits are on, so the noise is drawn where it is
+    used (no per-step copy from the CPU) and a row's draws follow its seed alone, whatever the batch.
+    On the CPU the draws are those of a CPU generator, as before; CUDA's generator gives other (equally
+    seeded) draws, so a sample depends on the seed and the device, never on the batch.
+    """
+
+    def __init__(self, seeds: Sequence[int], sampling: Sampling) -> None:
         self.temperature = sampling.temperature
         self.top_p = sampling.top_p
-        self.gens = [torch.Generator(device="cpu").manual_seed(int(s) % (2**63)) for s in seeds]
-        self.device = device
+        self.seeds = [int(s) % (2**63) for s in seeds]
+        self.gens: list[torch.Generator] = []
+        self.noise: torch.Tensor | None = None
+
+    def _draw(self, like: torch.Tensor) -> torch.Tensor:
+        if not self.gens:
+            self.gens = [torch.Generator(device=like.device).manual_seed(s) for s in self.seeds]
+            self.noise = torch.empty_like(like)
+        assert self.noise is not None
+        for row, g in enumerate(self.gens):
+            torch.rand(like.shape[-1], generator=g, device=like.device, out=self.noise[row])
+        return self.noise
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         logits = scores.float() / self.temperature
@@ -53,9 +70,8 @@ class _SeededGumbel:
             drop = cum - probs > self.top_p  # keep the smallest prefix whose mass reaches top_p
             sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
             logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, sorted_logits)
-        vocab = logits.shape[-1]
-        u = torch.stack([torch.rand(vocab, generator=g) for g in self.gens]).to(logits.device)
-        gumbel = -torch.log(-torch.log(u.clamp_(1e-10, 1.0 - 1e-7)))
+        u = self._draw(logits)
+        gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
         return logits + gumbel
 
 
@@ -174,11 +190,12 @@ class TransformersBackend:
         if adapter == self._adapter:
             return self._model
         if adapter is None:
-            self._model, self._adapter = self._base, None
+            self._drop_adapter_model()
             return self._model
         from peft import PeftModel
 
         verify_adapter(adapter.path, adapter.sha256)  # the weights loaded are the ones recorded
+        self._drop_adapter_model()  # one adapter copy at a time, never two side by side while loading
         fresh = load_causal_lm(self.base_ref, self.model_cfg, self.device)
         exact = next(fresh.parameters()).dtype == torch.float32
         try:
@@ -191,6 +208,14 @@ class TransformersBackend:
         self._model = (peft_model.merge_and_unload() if exact else peft_model).eval()
         self._adapter = adapter
         return self._model
+
+    def _drop_adapter_model(self) -> None:
+        """Serve the base again and free the adapter's model copy now (its tensors, on the device too)."""
+        if self._model is not self._base:
+            self._model, self._adapter = self._base, None
+            gc.collect()  # peft's modules hold reference cycles: without a collection the copy lingers
+            if self.device == "cuda":
+                torch.cuda.empty_cache()
 
     def _generate_batch(self, model: Any, seqs: list[list[int]], seeds: list[int], sampling: Sampling) -> list[Output]:
         pad = self.tokenizer.pad_token_id
@@ -214,7 +239,7 @@ class TransformersBackend:
         if not sampling.greedy:
             from transformers import LogitsProcessorList
 
-            kwargs["logits_processor"] = LogitsProcessorList([_SeededGumbel(seeds, sampling, self.device)])
+            kwargs["logits_processor"] = LogitsProcessorList([_SeededGumbel(seeds, sampling)])
         with torch.inference_mode():
             gen = model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
         new = gen[:, width:].cpu()

@@ -29,7 +29,7 @@ from evolver.backends.base import (
     wants_chat,
 )
 from evolver.config.schema import ModelConfig, VLLMBackendConfig
-from evolver.models import ModelLoadError, pick_device
+from evolver.models import ModelLoadError, pick_device, resolve_dtype
 
 
 class VLLMBackend:
@@ -46,7 +46,7 @@ class VLLMBackend:
         kwargs: dict[str, Any] = dict(
             model=base_ref, tokenizer=base_ref, revision=model_cfg.revision, enable_lora=True,
             max_lora_rank=vllm_cfg.max_lora_rank, max_model_len=_model_len(base_ref, vllm_cfg.max_model_len),
-            seed=seed, dtype=_dtype(model_cfg, self.device),
+            seed=seed, dtype=resolve_dtype(model_cfg, self.device, base_ref),  # the transformers backend's rule
         )
         if self.device == "cuda":
             kwargs["gpu_memory_utilization"] = vllm_cfg.gpu_memory_utilization
@@ -152,11 +152,6 @@ class VLLMBackend:
         return stop_token_ids(self.tokenizer, self.chat, _generation_eos(self.base_ref))
 
 
-def _dtype(model_cfg: ModelConfig, device: str) -> str:
-    """Same rule as the transformers backend: 'auto' = float32 on CPU, bfloat16 on CUDA."""
-    if model_cfg.dtype == "auto":
-        return "bfloat16" if device == "cuda" else "float32"
-    return model_cfg.dtype
 
 
 def _read_json(folder: str, name: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ class ModelConfig(_Section):
         "", description="A .gguf file inside the folder `base` names (empty = `base` is the model itself).")
     revision: str | None = Field(None, description="Hub revision (commit or tag) when `base` is a hub id.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype; 'auto' = float32 on CPU, bfloat16 on CUDA."
+        "auto", description="Weights dtype; 'auto' = float32 on CPU and, on CUDA, below 300 M parameters; else bfloat16."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs; 'auto' picks CUDA when present.")
     prompt_style: Literal["auto", "plain", "chat"] = Field(
@@ -148,7 +148,7 @@ class TrainingConfig(_Section):
         description="Experiment trackers the trainer logs to (each must be installed); empty = none."
                     " TensorBoard writes under STATE/runs/gen-NNNN-<phase>.")
     launcher: Literal["python", "accelerate"] = Field("python", description="Child-process launcher for training.")
-    accelerate_args: list[str] = Field(default_factory=list, description="Extra args for `accelerate launch` (multi-GPU).")
+    accelerate_args: list[str] = Field(default_factory=list, description="Flags for `accelerate launch` (N CPU processes, GPUs, machines).")
     seed: int = Field(42, ge=0, description="Training seed.")
 
 

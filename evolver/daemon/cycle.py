@@ -141,6 +141,7 @@ def run_generation(ctx: StageContext) -> Outcome:
             ph = store.phase(gen, stage)
             if ph is not None and ph.status in FINISHED:
                 continue
+            ctx.backends.release_memory()  # flat across generations; training children get what generation freed
             run_stage(run, stage, d.retries, d.backoff_seconds)
             if stage == Stage.EVALUATE:
                 store.update_generation(gen, status=GenStatus.EVALUATED)

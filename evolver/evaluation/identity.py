@@ -25,12 +25,15 @@ def suite_hash(items: Sequence[Item]) -> str:
 
 
 def eval_identity(cfg: LoadedConfig, suite: str, items: Sequence[Item], base: str, adapter_sha256: str | None,
-                  instruction: Instruction, device: str, answer_format: str) -> dict[str, Any]:
+                  instruction: Instruction, device: str, answer_format: str, weights_dtype: str | None = None) -> dict[str, Any]:
+    """`weights_dtype` is what the weights load in: it joins the key where "auto" depends on the model's
+    size (CUDA: evolver.models.auto_dtype); keys on the CPU and of explicit dtypes stay as they were."""
     c = cfg.config
+    dtype = f"auto:{weights_dtype}" if c.model.dtype == "auto" and device == "cuda" and weights_dtype else c.model.dtype
     return {
         "suite": suite, "suite_sha256": suite_hash(items), "n": len(items),
         "base": base, "adapter_sha256": adapter_sha256,
-        "backend": c.generation.backend, "dtype": c.model.dtype, "device": device, "prompt_style": c.model.prompt_style,
+        "backend": c.generation.backend, "dtype": dtype, "device": device, "prompt_style": c.model.prompt_style,
         "trial_tokens": c.generation.trial.max_new_tokens, "reflect_tokens": c.generation.reflection.max_new_tokens,
         "rounds": c.evaluation.max_rounds, "instruction": [instruction.id, instruction.text], "seed": c.seed,
         "prompt_sha256": canonical_hash(answer_format),

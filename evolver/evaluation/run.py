@@ -17,7 +17,7 @@ from evolver.backends.holder import base_fingerprint
 from evolver.context import StageContext
 from evolver.evaluation.identity import eval_identity, eval_key
 from evolver.evaluation.outcomes import by_unit, outcomes, purpose, question_levels, rates
-from evolver.models import pick_device
+from evolver.models import pick_device, resolve_base, resolve_dtype
 from evolver.reflection.common import adapter_for, instruction_pool, load_split, register_items, suite_limit
 from evolver.reflection.engine import LoopSpec, fixed_picker, run_loop
 from evolver.reflection.instructions import Instruction
@@ -45,8 +45,10 @@ def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None 
     items = register_items(store, task, loaded.items)
     adapter = adapter_for(store, generation)
     ins = evaluation_instruction(ctx)
+    device = pick_device(c.model)
+    weights_dtype = resolve_dtype(c.model, device, resolve_base(c.model, ctx.cfg.root, ctx.state_dir))
     identity = eval_identity(ctx.cfg, suite, list(items.values()), base_fingerprint(ctx.cfg),
-                             adapter.sha256 if adapter else None, ins, pick_device(c.model), task.answer_format)
+                             adapter.sha256 if adapter else None, ins, device, task.answer_format, weights_dtype)
     identity["rows"] = {"ids": loaded.ids, "dropped": loaded.dropped_by_reason()}  # what loading left out, and why
     key = eval_key(identity)
     found = store.evaluation(generation, suite, key)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from evolver.errors import EvolverError
+from evolver.training import memory
 from evolver.training.spec import TrainSpec
 
 CRASH_ENV = "EVOLVER_TRAIN_CRASH"
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m evolver.training.child SPEC.json", file=sys.stderr)
         return 2
+    memory.reset()  # the peak this child reports is its own (see training/memory.py)
     spec = TrainSpec.load(args[0])
     result = run(spec)
     from evolver.training.runtime import is_main_process

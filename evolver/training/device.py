@@ -32,10 +32,15 @@ class DevicePlan:
 
 
 def plan_device(device: str, dtype: str, n_params: int) -> DevicePlan:
-    """`device` is the resolved one ("cpu"/"cuda"); `dtype` the config's model.dtype."""
+    """`device` is the resolved one ("cpu"/"cuda"); `dtype` the config's model.dtype ("auto" as the
+    backends read it: float32 for models below evolver.models.FP32_MAX_PARAMS, so they train in fp32)."""
+    from evolver.models import auto_dtype
+
     if device != "cuda":
         return DevicePlan("cpu", bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=False)
+    if dtype == "auto":
+        dtype = auto_dtype(device, n_params)
     fp16 = dtype == "float16"
-    bf16 = dtype in ("auto", "bfloat16")
+    bf16 = dtype == "bfloat16"
     return DevicePlan("cuda", bf16=bf16, fp16=fp16, use_cpu=False,
                       gradient_checkpointing=n_params >= CHECKPOINTING_MIN_PARAMS)

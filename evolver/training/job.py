@@ -31,7 +31,7 @@ from evolver.training.launch import child_command, run_child
 from evolver.training.spec import AdapterRef, RefKind, Schedule, TrainSpec
 
 SUMMARY_KEYS = ("adapter_path", "adapter_sha256", "steps", "seconds", "train_seconds", "peak_rss_mb", "peak_cuda_mb",
-                "train_loss", "final_loss", "n_examples", "device", "bf16", "gradient_checkpointing", "init",
+                "world_size", "peak_rss_mb_ranks", "peak_cuda_mb_ranks", "train_loss", "final_loss", "n_examples", "device", "bf16", "gradient_checkpointing", "init",
                 "init_state_sha256", "trainable_params")
 
 

@@ -43,9 +43,10 @@ class ChildOutcome:
 
 def child_command(spec_path: Path, launcher: str = "python", accelerate_args: Sequence[str] = (),
                   python: str = sys.executable) -> list[str]:
-    """`python -m evolver.training.child SPEC` or `accelerate launch [args] -m evolver.training.child SPEC`."""
+    """`python -m evolver.training.child SPEC`, or the same under `accelerate launch [args]` (through
+    `evolver.training.ranks`, which also starts the CPU ranks accelerate's launcher would not)."""
     if launcher == "accelerate":
-        return [python, "-m", "accelerate.commands.launch", *accelerate_args,
+        return [python, "-m", "evolver.training.ranks", *accelerate_args,
                 "-m", "evolver.training.child", str(spec_path)]
     return [python, "-m", "evolver.training.child", str(spec_path)]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evolver.training.adapters import load_adapter, save_adapter, tensors_sha256
+from evolver.training import memory
 from evolver.training.device import DevicePlan, plan_device
 from evolver.training.spec import TrainSpec
 
@@ -67,7 +67,7 @@ def load_policy(spec: TrainSpec) -> Policy:
     tok.padding_side = "right"  # training pads right; generation (left) is the backends' business
     base = load_causal_lm(spec.base, mcfg, load_on)
     n_params = sum(p.numel() for p in base.parameters())
-    plan = plan_device(device, mcfg.dtype, n_params)
+    plan = plan_device(device, str(next(base.parameters()).dtype).removeprefix("torch."), n_params)  # as loaded
     if spec.init_adapter is not None:
         model = load_adapter(base, spec.init_adapter.path, spec.init_adapter.sha256, trainable=True)
         init = "adapter"
@@ -81,9 +81,29 @@ def load_policy(spec: TrainSpec) -> Policy:
     return Policy(model, tok, plan, init, init_sha, n_params, n_trainable)
 
 
+def world_size() -> int:
+    """Ranks in this training (torchrun and accelerate set WORLD_SIZE; one process without them)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def per_rank_batch(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
+    """(per-device batch, accumulation) keeping the configured batch (batch_size x grad_accum) global.
+
+    The config's batch is what one optimizer step sees, so the schedule's steps and learning rate
+    mean the same on 1 or N ranks: the batch is split across ranks, else the accumulation; when
+    neither divides, each rank takes the whole batch (N times as many rows per step).
+    """
+    if batch_size % world == 0:
+        return batch_size // world, grad_accum
+    if grad_accum % world == 0:
+        return batch_size, grad_accum // world
+    return batch_size, grad_accum
+
+
 def trainer_args(spec: TrainSpec, plan: DevicePlan, work: Path) -> dict[str, Any]:
     """TrainingArguments shared by SFTConfig and DPOConfig: the schedule and this phase's batch shape."""
     batch_size, grad_accum, max_length = spec.batch
+    batch_size, grad_accum = per_rank_batch(batch_size, grad_accum, world_size())
     return dict(
         output_dir=str(work), num_train_epochs=spec.schedule.epochs, max_steps=spec.schedule.max_steps,
         learning_rate=spec.schedule.learning_rate, per_device_train_batch_size=batch_size,
@@ -129,11 +149,13 @@ def callbacks(spec: TrainSpec, curve: list[dict[str, Any]]) -> list[Any]:
             self.task: Any = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if not state.is_world_process_zero:
+                return
             self.bar.start()
             self.task = self.bar.add_task(f"gen-{spec.generation:04d} {spec.phase}", total=state.max_steps, loss="-")
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
-            if not logs or "loss" not in logs:
+            if not logs or "loss" not in logs or not state.is_world_process_zero:  # one progress line per step
                 return
             loss = logs["loss"]
             self.bar.update(self.task, completed=state.global_step, loss=f"{loss:.4f}")
@@ -142,7 +164,8 @@ def callbacks(spec: TrainSpec, curve: list[dict[str, Any]]) -> list[Any]:
             sys.stdout.flush()
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.bar.stop()
+            if state.is_world_process_zero:
+                self.bar.stop()
 
     return [Metrics(), Progress()]
 
@@ -171,8 +194,6 @@ def is_main_process() -> bool:
 def finish(spec: TrainSpec, policy: Policy, trainer: Any, curve: list[dict[str, Any]], started: float,
            n_examples: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Save the adapter atomically, hash it, and describe the run (the child's result JSON)."""
-    import torch
-
     seconds = time.perf_counter() - started
     state = trainer.state
     meta = {**spec.meta, "phase": spec.phase, "generation": spec.generation, "base": spec.base,
@@ -181,12 +202,12 @@ def finish(spec: TrainSpec, policy: Policy, trainer: Any, curve: list[dict[str, 
             "seed": spec.seed, "steps": state.global_step}
     model = trainer.accelerator.unwrap_model(trainer.model)
     sha = save_adapter(model, Path(spec.out_dir), spec.base, meta) if is_main_process() else None
-    peak_cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    rss, cuda = memory.per_rank(memory.peak_rss_mb()), memory.per_rank(memory.peak_cuda_mb())
     return {
         "adapter_path": str(Path(spec.out_dir).resolve()), "adapter_sha256": sha,
         "steps": state.global_step, "seconds": round(seconds, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_cuda_mb": round(peak_cuda, 1) if peak_cuda is not None else None,
+        "peak_rss_mb": rss[0], "peak_cuda_mb": cuda[0], "world_size": len(rss),
+        "peak_rss_mb_ranks": rss if len(rss) > 1 else None, "peak_cuda_mb_ranks": cuda if len(cuda) > 1 else None,
         "loss_curve": curve, "final_loss": curve[-1]["loss"] if curve else None,
         "n_examples": n_examples, "device": policy.plan.device, "bf16": policy.plan.bf16,
         "gradient_checkpointing": policy.plan.gradient_checkpointing, "init": policy.init,

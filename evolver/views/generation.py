@@ -152,8 +152,23 @@ def _schedule_lines(g: GenInfo) -> list[Text]:
         if det.get("examples") is not None:
             line.append(f" on {det['examples']:,} examples ({det.get('duplicates', 0):,} duplicates dropped)")
         line.append(f"; data {data or 'none'}", style="dim")
+        memory = _memory(det)
+        if memory:
+            line.append(f"; {memory}", style="dim")
         out.append(line)
     return out
+
+
+def _memory(det: dict[str, Any]) -> str:
+    """The training child's own peak memory (per rank when it ran several), as it measured it."""
+    parts = []
+    for key, label in (("peak_rss_mb", "peak RSS"), ("peak_cuda_mb", "peak GPU")):
+        ranks = det.get(f"{key}_ranks")
+        if isinstance(ranks, list) and len(ranks) > 1:
+            parts.append(f"{label} {' + '.join(f'{v:,.0f}' for v in ranks if v is not None)} MB ({len(ranks)} ranks)")
+        elif det.get(key) is not None:
+            parts.append(f"{label} {det[key]:,.0f} MB")
+    return ", ".join(parts)
 
 
 def _train_line(phase: str, logs: list[dict[str, Any]]) -> Text:
