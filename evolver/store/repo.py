@@ -61,14 +61,23 @@ class Store(WorkRows):
         """Open (creating if needed) and migrate forward; refuse a database from a newer evolver."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        raw = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        try:
-            _pragmas(raw, None)
-            migrate(raw, str(p), upto=migrate_upto)
-        except sqlite3.DatabaseError as err:
-            raise StoreError(unusable(p, err)) from None
-        finally:
-            raw.close()
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            raw = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            try:
+                _pragmas(raw, None)
+                migrate(raw, str(p), upto=migrate_upto)
+                break
+            except sqlite3.OperationalError as err:
+                # Processes creating one store at once: switching a fresh file to WAL needs an exclusive lock,
+                # and SQLite answers "locked" at once instead of waiting when waiting could deadlock. Try again.
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise StoreError(unusable(p, err)) from None
+            except sqlite3.DatabaseError as err:
+                raise StoreError(unusable(p, err)) from None
+            finally:
+                raw.close()
+            time.sleep(0.05)
         engine = create_engine(f"sqlite:///{p}", connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _pragmas)
         return cls(p, engine, clock)
