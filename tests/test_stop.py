@@ -11,6 +11,7 @@ whose trial `max_new_tokens` is calibrated on this machine so that one generatio
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -65,8 +66,11 @@ def slow_world(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Pat
     from evolver.testing.worlds import hashy_world
 
     probe = build_tiny_model(tmp_path_factory.mktemp("probe") / "model", **SLOW_MODEL)
-    return hashy_world(tmp_path_factory.mktemp("slow"), repo_root / "policies", _slow(_tokens_for(probe, BATCH_S)),
-                       limit=2, **SLOW_MODEL)
+    world = hashy_world(tmp_path_factory.mktemp("slow"), repo_root / "policies", _slow(_tokens_for(probe, BATCH_S)),
+                        limit=2, **SLOW_MODEL)
+    policy = world / "policies" / "default.toml"  # one look: a second one evaluates up to 1,000 slow questions
+    policy.write_text(re.sub(r"(?m)^confirm = \d+", "confirm = 0", policy.read_text()))
+    return world
 
 
 def _start(cwd: Path) -> subprocess.Popen:
