@@ -220,16 +220,21 @@ def applied(db: sqlite3.Connection) -> list[str]:
     return [r[0] for r in db.execute("SELECT name FROM schema_migrations ORDER BY name")]
 
 
-def migrate(db: sqlite3.Connection, path: str, upto: int | None = None) -> list[str]:
-    """Apply pending migrations (the first `upto` only, for tests); return the names applied."""
+def refuse_newer(done: list[str], path: object) -> None:
+    """Refuse a store that a newer evolver migrated: this one cannot know what its tables mean."""
     known = [name for name, _ in MIGRATIONS]
-    done = applied(db)
     unknown = [n for n in done if n not in known]
     if unknown:
         raise SchemaTooNewError(
             f"{path}: written by a newer evolver (schema {unknown[-1]}; this one knows up to {known[-1]}); "
             "upgrade evolver, the database was not modified"
         )
+
+
+def migrate(db: sqlite3.Connection, path: str, upto: int | None = None) -> list[str]:
+    """Apply pending migrations (the first `upto` only, for tests); return the names applied."""
+    done = applied(db)
+    refuse_newer(done, path)
     ran: list[str] = []
     for name, fn in MIGRATIONS[: upto if upto is not None else len(MIGRATIONS)]:
         if name in done:

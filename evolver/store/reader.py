@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from evolver.store.errors import StoreError, unusable
-from evolver.store.migrations import MIGRATIONS, SchemaTooNewError, applied
+from evolver.store.migrations import MIGRATIONS, SchemaTooNewError, applied, refuse_newer
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -42,14 +42,12 @@ class ReadStore:
             done = applied(conn)
         except sqlite3.DatabaseError as err:
             raise StoreError(unusable(p, err)) from None
-        known = [name for name, _ in MIGRATIONS]
-        if [n for n in done if n not in known]:
+        try:
+            refuse_newer(done, p)
+        except SchemaTooNewError:
             conn.close()
-            raise SchemaTooNewError(
-                f"{p}: written by a newer evolver (schema {done[-1]}; this one knows up to "
-                f"{known[-1]}); upgrade evolver, the database was not modified"
-            )
-        if done != known:  # an older schema (or a blank file): migrate once, as any other command would
+            raise
+        if done != [name for name, _ in MIGRATIONS]:  # an older schema (or a blank file): migrate once, as any other command would
             conn.close()
             from evolver.store.repo import Store
 

@@ -27,10 +27,10 @@ from evolver.states import EventKind, PhaseStatus, PointerName
 from evolver.store.errors import StoreError, unusable
 from evolver.store.hashing import canonical_hash
 from evolver.store.migrations import migrate
+from evolver.store.reader import BUSY_TIMEOUT_MS
 from evolver.store.schema import Dataset, EvalResult, Evaluation, Event, Generation, Phase, Pointer
 from evolver.store.work import WorkRows
 
-BUSY_TIMEOUT_MS = 30_000
 _PUT_EVAL_SQL = ("INSERT INTO eval_results (generation_id, benchmark, protocol, metric, value, n, config_hash, created_at)"
                  " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(generation_id, benchmark, protocol, metric, config_hash)"
                  " DO UPDATE SET value=excluded.value, n=excluded.n, created_at=excluded.created_at")
