@@ -47,7 +47,8 @@ class ReadStore:
         except SchemaTooNewError:
             conn.close()
             raise
-        if done != [name for name, _ in MIGRATIONS]:  # an older schema (or a blank file): migrate once, as any other command would
+        # an older schema (or a blank file): migrate once, as any other command would
+        if done != [name for name, _ in MIGRATIONS]:
             conn.close()
             from evolver.store.repo import Store
 
