@@ -210,3 +210,50 @@ def test_logprob_matches_the_reference(backend: Any, world: dict[str, Any]) -> N
 def test_mismatched_seeds_are_refused(backend: Any) -> None:
     with pytest.raises(ValueError, match="2 prompts but 1 seeds"):
         backend.generate(["a", "b"], GREEDY, [1])
+
+
+def test_scoring_batches_are_bounded_in_tokens_and_score_alike(world: dict[str, Any],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scoring forward holds at most LOGPROB_BATCH_TOKENS padded tokens (one row at least), so long
+    sequences are scored a few at a time, with the same scores."""
+    import evolver.backends.transformers_backend as tb
+
+    lengths = [3, 5, 5, 9, 40, 41, 200]
+    batches = tb.token_batches(range(len(lengths)), lengths, rows=3, tokens=20)
+    assert [i for b in batches for i in b] == list(range(len(lengths)))
+    assert all(len(b) <= 3 and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 20) for b in batches)
+    assert batches == [[0, 1, 2], [3], [4], [5], [6]]
+
+    ref = world["ref"]
+    prompts = [ref.render(q) * (i + 1) for i, (q, _) in enumerate(TAUGHT)]  # unequal lengths: padding differs
+    completions = [a for _, a in TAUGHT]
+    whole = ref.logprob(prompts, completions)
+    monkeypatch.setattr(tb, "LOGPROB_BATCH_TOKENS", 1)  # one row per forward
+    assert ref.logprob(prompts, completions) == pytest.approx(whole, abs=2e-3)
+
+
+@pytest.mark.parametrize("call", ["logprob", "generate"])
+def test_a_stop_cuts_one_forward_short_between_two_layers(world: dict[str, Any], call: str) -> None:
+    """`interrupt` is asked before each layer: a stop that comes while the first forward (a prefill, a
+    scoring batch) is under way ends the call before that forward's second layer."""
+    from evolver.backends.transformers_backend import TransformersBackend
+    from evolver.errors import Interrupted
+
+    asked: list[int] = []
+
+    def interrupt() -> bool:
+        asked.append(1)
+        return len(asked) >= 3  # the call's own check, layer 1's, then layer 2's: stop there
+
+    backend = TransformersBackend(world["model"], ModelConfig(), batch_size=8, interrupt=interrupt)
+    prompts = [backend.render(q) for q, _ in TAUGHT]
+    with pytest.raises(Interrupted):
+        if call == "logprob":
+            backend.logprob(prompts, [a for _, a in TAUGHT])
+        else:
+            backend.generate(prompts, GREEDY, [0] * len(prompts))
+    assert len(asked) == 3
+    asked.clear()
+    backend.interrupt = None  # the same backend, asked nothing, completes the call
+    assert backend.logprob(prompts[:1], ["x"]) and not asked
+    backend.close()

@@ -202,6 +202,7 @@ def test_a_failing_stage_fails_its_generation_and_the_daemon_goes_on_then_gives_
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("evolver: error: gave up after 2 generation(s): 2 generations failed in a row; last:")
     assert "InjectedCrash" in last and "Traceback" not in r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if "phase.failed" in ln]) == 4  # one line per failed attempt
     with Store.open(d / "state" / "evolver.db") as s:
         assert [(g.id, g.status) for g in s.generations()] == [(0, "base"), (1, "failed"), (2, "failed")]
         for gen in (1, 2):

@@ -10,6 +10,7 @@ whose trial `max_new_tokens` is calibrated on this machine so that one generatio
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -205,23 +206,43 @@ def test_sigterm_in_every_phase_exits_0_within_10_s_and_the_run_resumes(slow_wor
 
 
 def test_a_second_sigterm_exits_at_once_and_leaves_no_lock(slow_world: Path, tmp_path: Path) -> None:
-    d = shutil.copytree(slow_world, tmp_path / "w")
-    db = d / "state" / "evolver.db"
-    proc = _start(d)
-    _when(proc, lambda: _count(db, "SELECT COUNT(*) FROM reflections") > 0)
-    time.sleep(2.0)  # inside the (long) retry batch
-    t0 = time.time()
-    proc.send_signal(signal.SIGTERM)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)  # as `timeout` and impatient people do
-    proc.wait(timeout=30)
-    took = time.time() - t0
-    err = _err(d)
-    if proc.returncode == -signal.SIGTERM and "phase.stopped" in err:  # the first stop was done before the second
-        pytest.skip("the first SIGTERM found no long batch on this machine's outputs; nothing left to cut short")
-    assert proc.returncode == 128 + signal.SIGTERM and took < 2.0, (proc.returncode, took, err[-2000:])
-    assert err.rstrip().splitlines()[-1] == ("evolver: second signal: exiting at once; the interrupted phase resumes"
-                                             " on the next run") and "Traceback" not in err
-    assert holder(d / "state") is None and (d / "state" / LOCK_NAME).read_text() == ""
-    with Store.open(db) as s:
-        assert s.integrity_ok() and s.phase(0, "evaluate").status == "running"  # resumable
+    """A stop that cannot come soon: the daemon's backend is a server (`evolver serve` on the slow model) still
+    writing answers it asked for, and requests in flight are waited for. The first SIGTERM asks for a stop;
+    the second, as `timeout` and impatient people send it, exits at once and releases the lock."""
+    served = shutil.copytree(slow_world, tmp_path / "served")
+    (served / "state").mkdir()
+    server = subprocess.Popen([sys.executable, "-m", "evolver.cli.app", "serve", "--port", "0", "--json"], cwd=served,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        url = json.loads(server.stdout.readline())["url"]
+        d = shutil.copytree(slow_world, tmp_path / "w")
+        cfg = d / "evolver.toml"
+        text = cfg.read_text().replace('backend = "transformers"', 'backend = "openai"')
+        text = re.sub(r'(?m)^base_url = ".*"$', f'base_url = "{url}"', text).replace("timeout_s = 120.0", "timeout_s = 600.0")
+        text = text.replace('model = ""', 'model = "base"')  # generation 0 is the server's base model
+        cfg.write_text(text)
+        db = d / "state" / "evolver.db"
+        proc = _start(d)
+        _when(proc, lambda: _phase(db, 0, "evaluate") == "running")
+        time.sleep(3.0)  # its first requests are in flight: the server's batch takes about BATCH_S
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert proc.poll() is None, _err(d)[-2000:]  # the first stop waits for the answers under way
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        took = time.time() - t0
+        err = _err(d)
+        assert proc.returncode == 128 + signal.SIGTERM and took < 2.0, (proc.returncode, took, err[-2000:])
+        assert err.rstrip().splitlines()[-1] == ("evolver: second signal: exiting at once; the interrupted phase"
+                                                 " resumes on the next run") and "Traceback" not in err
+        assert holder(d / "state") is None and (d / "state" / LOCK_NAME).read_text() == ""
+        with Store.open(db) as s:
+            assert s.integrity_ok() and s.phase(0, "evaluate").status == "running"  # resumable
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()

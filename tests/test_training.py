@@ -324,7 +324,7 @@ def test_two_cpu_ranks_train_like_one_process(trained: dict[str, Any], tmp_path:
         spec.dump(work / "spec.json")
         cmd = child_command(work / "spec.json", "accelerate", ["--num_processes", "2", "--cpu"])
         outcome = run_child(cmd, work / "child.log", lambda *a: None)
-        assert outcome.returncode == 0, outcome.stderr_tail
+        assert outcome.returncode == 0, (work / "child.log").read_text()[-12000:]  # every rank's own lines, not only torchrun's
         result = json.loads((work / "result.json").read_text())
         assert result["world_size"] == 2 and len(result["peak_rss_mb_ranks"]) == 2  # gathered over the process group
         single = [r["loss"] for r in store.train_logs(1, phase)]

@@ -5,8 +5,9 @@ Sampling is reproducible per item: each row draws its randomness from its own se
 batch it landed in or on where an interrupted run resumed.
 
 A batch can take minutes (long answers, a big model on a CPU). `interrupt`, when given, is asked
-before every decoding step: once it says yes, the call raises `Interrupted` and returns nothing, so
-a stop request is honoured within one step and no half-generated batch is ever handed back.
+before every layer of every forward (a prefill and a scoring batch included) and between decoding steps:
+once it says yes, the call raises `Interrupted` and returns nothing, so a stop request is honoured
+within one layer's work and no half-generated batch is ever handed back.
 """
 
 from __future__ import annotations
@@ -75,6 +76,22 @@ class _SeededGumbel:
         return logits + gumbel
 
 
+LOGPROB_BATCH_TOKENS = 8192  # padded tokens per scoring forward: bounds its logits' memory and a stop's wait
+
+
+def token_batches(order: Sequence[int], lengths: Sequence[int], rows: int, tokens: int) -> list[list[int]]:
+    """`order` (sorted by length) cut into batches of at most `rows` rows and `tokens` padded tokens (one row
+    at least): a forward over long sequences costs what its padded size costs, and it cannot be interrupted."""
+    out: list[list[int]] = []
+    for i in order:
+        cur = out[-1] if out else None
+        if cur is not None and len(cur) < rows and (len(cur) + 1) * max(lengths[i], *(lengths[j] for j in cur)) <= tokens:
+            cur.append(i)
+        else:
+            out.append([i])
+    return out
+
+
 class _Interruptible:
     """A stopping criterion that aborts `generate` between two decoding steps when asked to."""
 
@@ -104,7 +121,7 @@ class TransformersBackend:
         self.tokenizer = load_tokenizer(base_ref, model_cfg.revision)
         style = model_cfg.prompt_style
         self.chat = wants_chat(self.tokenizer, style)
-        self._base = load_causal_lm(base_ref, model_cfg, self.device)
+        self._base = self._interruptible(load_causal_lm(base_ref, model_cfg, self.device))
         self._model: Any = self._base
         self._adapter: Adapter | None = None
         self.stop_ids = self._stop_ids()
@@ -151,9 +168,8 @@ class TransformersBackend:
         result: list[float] = [0.0] * len(pairs)
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         pad = self.tokenizer.pad_token_id
-        for start in range(0, len(order), self.batch_size):
+        for idx in token_batches(order, [len(p) + len(c) for p, c in pairs], self.batch_size, LOGPROB_BATCH_TOKENS):
             self._check_interrupt()
-            idx = order[start:start + self.batch_size]
             seqs = [pairs[i][0] + pairs[i][1] for i in idx]
             width = max(len(s) for s in seqs)
             ids = torch.full((len(seqs), width), pad, dtype=torch.long)
@@ -177,6 +193,18 @@ class TransformersBackend:
         if self.interrupt is not None and self.interrupt():
             raise Interrupted("generation interrupted: a stop was requested")
 
+    def _interruptible(self, model: Any) -> Any:
+        """Ask `interrupt` before each of the model's layers: one forward over long sequences (a prefill, a
+        scoring batch) can take longer than a stop may wait, its layers never do. The layers are the
+        model's longest `ModuleList` (the decoder stack, whatever the architecture names it)."""
+        if self.interrupt is None:
+            return model
+        stacks = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+        if stacks:
+            for layer in max(stacks, key=len):
+                layer.register_forward_pre_hook(lambda _module, _args: self._check_interrupt())
+        return model
+
     def _encode(self, prompt: str) -> list[int]:
         return self.tokenizer(prompt, add_special_tokens=not self.chat).input_ids
 
@@ -196,7 +224,7 @@ class TransformersBackend:
 
         verify_adapter(adapter.path, adapter.sha256)  # the weights loaded are the ones recorded
         self._drop_adapter_model()  # one adapter copy at a time, never two side by side while loading
-        fresh = load_causal_lm(self.base_ref, self.model_cfg, self.device)
+        fresh = self._interruptible(load_causal_lm(self.base_ref, self.model_cfg, self.device))
         exact = next(fresh.parameters()).dtype == torch.float32
         try:
             with quiet_loading():

@@ -101,9 +101,16 @@ class BarProgress:
 
 
 class _Events(logging.Filter):
+    """The run's own events, those the console handler does not show already (below `shown`): one line each."""
+
+    def __init__(self, shown: int) -> None:
+        super().__init__()
+        self.shown = shown
+
     def filter(self, record: logging.LogRecord) -> bool:
         event = record.msg.get("event", "") if isinstance(record.msg, dict) else str(record.msg)
-        return str(event).startswith(RUN_EVENTS) and not str(event).endswith(".traceback")
+        return (record.levelno < self.shown and str(event).startswith(RUN_EVENTS)
+                and not str(event).endswith(".traceback"))
 
 
 @contextmanager
@@ -113,7 +120,7 @@ def run_progress(console: Console, force_lines: bool = False, quiet_logs: bool =
     Without a terminal the daemon's phase events (info) reach stderr as well, one line each, unless
     `quiet_logs` says the console already shows info lines (--log-level info).
     """
-    from evolver.logs import console_handler, get_logger
+    from evolver.logs import LogFile, console_handler, get_logger
 
     if console.is_terminal and not force_lines:
         bar = BarProgress(console)
@@ -124,8 +131,9 @@ def run_progress(console: Console, force_lines: bool = False, quiet_logs: bool =
     old_level = root.level
     handler = None
     if not quiet_logs:
+        shown = min((h.level for h in root.handlers if not isinstance(h, LogFile)), default=logging.CRITICAL + 1)
         handler = console_handler(logging.INFO, stream=console.file)
-        handler.addFilter(_Events())
+        handler.addFilter(_Events(shown))
         root.addHandler(handler)
         root.setLevel(min(root.level or logging.INFO, logging.INFO))
     try:

@@ -11,6 +11,7 @@ failure paths, inert unless someone sets the variable.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -59,16 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m evolver.training.child SPEC.json", file=sys.stderr)
         return 2
+    faulthandler.enable()  # a crash below Python (SIGSEGV, SIGABRT from a C++ library) still names its Python stack
     memory.reset()  # the peak this child reports is its own (see training/memory.py)
     spec = TrainSpec.load(args[0])
     result = run(spec)
-    from evolver.training.runtime import is_main_process
+    from evolver.training.runtime import is_main_process, leave_ranks
 
     if is_main_process():
         out = Path(spec.result)
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=2))
         os.replace(tmp, out)
+    leave_ranks()
     return 0
 
 

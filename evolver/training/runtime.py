@@ -191,6 +191,20 @@ def is_main_process() -> bool:
     return PartialState().is_main_process
 
 
+def leave_ranks() -> None:
+    """End distributed training together: wait for every rank, then close the process group.
+
+    A rank that exits while gloo still holds its peers' connections can see a peer close a socket
+    under it during interpreter teardown; gloo then aborts the process (SIGABRT) and torchrun
+    reports a failed training whose work was done. A no-op in one process.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def finish(spec: TrainSpec, policy: Policy, trainer: Any, curve: list[dict[str, Any]], started: float,
            n_examples: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Save the adapter atomically, hash it, and describe the run (the child's result JSON)."""
