@@ -109,8 +109,9 @@ class _Events(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         event = record.msg.get("event", "") if isinstance(record.msg, dict) else str(record.msg)
-        return (record.levelno < self.shown and str(event).startswith(RUN_EVENTS)
-                and not str(event).endswith(".traceback"))
+        return (
+            record.levelno < self.shown and str(event).startswith(RUN_EVENTS) and not str(event).endswith(".traceback")
+        )
 
 
 @contextmanager
