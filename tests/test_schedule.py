@@ -16,6 +16,9 @@ def test_steps_scale_with_the_data_and_stop_at_the_cap() -> None:
     capped = sft.model_copy(update={"max_steps": 50})
     assert [plan(rows, capped).max_steps for rows in (320, 3200, 32000)] == [20, 50, 50]
     assert plan(100, DPOConfig(epochs=1, batch_size=8)).max_steps == 13
+    growing = capped.model_copy(update={"add_steps": 20})  # STaR: the cap grows with the lineage's depth
+    assert [plan(32000, growing, d).max_steps for d in (1, 2, 3)] == [50, 70, 90]
+    assert [plan(320, growing, d).max_steps for d in (1, 3)] == [20, 20]  # the data still decides below the cap
 
 
 def test_learning_rate_decays_with_depth_on_the_lineage(store: Store) -> None:

@@ -117,6 +117,7 @@ class SFTConfig(_Section):
     max_length: int = Field(512, ge=16, le=131072, description="Truncate examples beyond this many tokens. Memory grows with it.")
     min_samples: int = Field(8, ge=1, description="Skip SFT (recorded) below this many rows (D+, plus D-/T1 when configured).")
     max_steps: int = Field(200, ge=0, le=1_000_000, description="Cap on optimizer steps per generation (0 = epochs decide).")
+    add_steps: int = Field(0, ge=0, le=1_000_000, description="The cap grows by this many steps per generation of depth on its lineage (STaR's schedule).")
 
 
 class DPOConfig(_Section):
@@ -133,6 +134,7 @@ class DPOConfig(_Section):
     ref: Literal["sft", "parent", "base"] = Field("sft", description="Reference model for DPO.")
     min_pairs: int = Field(8, ge=1, description="Skip DPO (recorded) below this many pairs.")
     max_steps: int = Field(40, ge=0, le=1_000_000, description="Cap on optimizer steps per generation (0 = epochs decide).")
+    add_steps: int = Field(0, ge=0, le=1_000_000, description="The cap grows by this many steps per generation of depth on its lineage (STaR's schedule).")
 
 
 class TrainingConfig(_Section):

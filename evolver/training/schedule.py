@@ -20,7 +20,7 @@ def plan(rows: int, settings: SFTConfig | DPOConfig, depth: int = 1, lr_decay: f
     per_step = settings.batch_size * settings.grad_accum
     steps = max(1, math.ceil(settings.epochs * rows / per_step))
     if settings.max_steps:
-        steps = min(steps, settings.max_steps)
+        steps = min(steps, settings.max_steps + settings.add_steps * max(depth - 1, 0))
     lr = settings.learning_rate * lr_decay ** max(depth - 1, 0)
     return Schedule(epochs=settings.epochs, max_steps=steps, learning_rate=lr)
 
