@@ -106,6 +106,7 @@ def load_tokenizer(ref: str, revision: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
     _check_folder(ref)
+    _check_hub(ref, revision)
     try:
         with quiet_loading():
             tok = AutoTokenizer.from_pretrained(ref, revision=revision)
@@ -121,6 +122,7 @@ def load_causal_lm(ref: str, model: ModelConfig, device: str | None = None) -> A
     from transformers import AutoModelForCausalLM
 
     _check_folder(ref)
+    _check_hub(ref, model.revision)
     device = device or pick_device(model)
     try:
         with quiet_loading():
@@ -136,6 +138,31 @@ def _check_folder(ref: str) -> None:
         raise ModelLoadError(f"{ref}: model folder not found")
     if p.is_dir() and not (p / "config.json").is_file():
         raise ModelLoadError(f"{ref}: not a model folder (no config.json)")
+
+
+def _check_hub(ref: str, revision: str | None) -> None:
+    """A hub id neither cached nor reachable fails here in one line: transformers would retry each file for
+    half a minute, printing every retry, before failing with a message about something else."""
+    if Path(ref).exists():
+        return
+    import huggingface_hub as hub
+    from huggingface_hub import constants, errors
+
+    if isinstance(hub.try_to_load_from_cache(ref, "config.json", revision=revision), str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise ModelLoadError(f"{ref}: not a local folder and not in the Hugging Face cache (HF_HUB_OFFLINE is set)")
+    try:
+        hub.HfApi().model_info(ref, revision=revision, timeout=10)
+    except errors.GatedRepoError:
+        raise ModelLoadError(f"{ref}: a gated model on the Hugging Face hub: accept its terms, then set HF_TOKEN") from None
+    except errors.RevisionNotFoundError:
+        raise ModelLoadError(f"{ref}: the Hugging Face hub has no revision {revision!r} of it") from None
+    except errors.RepositoryNotFoundError:
+        raise ModelLoadError(f"{ref}: no such model on the Hugging Face hub (a private one needs HF_TOKEN)") from None
+    except Exception as err:  # DNS, refused, timeout, proxy: the hub cannot be asked
+        raise ModelLoadError(f"{ref}: not a local folder, not in the Hugging Face cache, and the Hugging Face hub"
+                             f" cannot be reached ({type(err).__name__}: {_first_line(err)})") from None
 
 
 def _first_line(err: BaseException) -> str:

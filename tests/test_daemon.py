@@ -217,10 +217,11 @@ def test_a_bad_model_base_exits_with_one_line_naming_the_key(world: Path, tmp_pa
     d = _with_config(world, tmp_path / "w", ('base = "model"', 'base = "no-such-model"'), ("retries = 0", "retries = 1"))
     t0 = time.time()
     r = _evolver(d, "run", "--generations", "3", timeout=120)
-    assert r.returncode == 1 and time.time() - t0 < 90
+    assert r.returncode == 1 and time.time() - t0 < 60, r.stderr[-2000:]
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("evolver: error: gave up after 0 generation(s): generation 0 (the base model) failed:")
     assert "model.base = 'no-such-model'" in last and "Traceback" not in r.stderr
+    assert "Retrying" not in r.stderr  # a hub id neither cached nor reachable fails at once, not file by file
     with Store.open(d / "state" / "evolver.db") as s:
         ph = s.phase(0, "evaluate")
         assert (ph.status, ph.attempts) == ("failed", 2)  # retries + 1 attempts, then it gave up
