@@ -6,7 +6,9 @@ Runs the daemon in this process for `--generations` generations of a small confi
 state folder unless `--state` names one) and prints, after each generation, this process's resident
 memory (VmRSS), its highest value during that generation, and on CUDA the memory PyTorch has allocated
 and reserved. The bar (issue 24): the last generation's resident memory within 10 % of generation 2's
-(generation 1 still loads what every later one reuses: libraries, the model, kernels).
+(generation 1 still loads what every later one reuses: libraries, the model, kernels). Its policy
+(bench/memory_policy.toml) takes one look, so every generation does the same work: a second look
+evaluates up to 1,000 questions per level, and the memory after it follows that work, not a leak.
 The training children's own peaks are in each phase's detail (`evolver show N`).
 """
 
