@@ -7,7 +7,7 @@ EVOLVER := $(VENV)/bin/evolver
 PYTEST_TIMEOUT ?= 900
 PYTEST_ARGS ?=
 # Files `ruff format --check` holds to the formatter (see [tool.ruff] in pyproject.toml); add a file when it is reworked.
-FORMATTED := evolver/store/reader.py evolver/store/__init__.py evolver/config/layers.py evolver/cli/progress.py \
+FORMATTED := evolver/store/reader.py evolver/store/connection.py evolver/store/__init__.py evolver/config/layers.py evolver/cli/progress.py \
 	evolver/cli/env_cmd.py evolver/provenance.py evolver/levels.py evolver/views/plot.py tests/test_operator.py \
 	tests/test_bootstrap.py tests/test_memory.py tests/test_gpu.py evolver/backends/memory.py evolver/training/memory.py \
 	evolver/training/ranks.py bench/memory.py bench/plain_loop.py

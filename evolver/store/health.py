@@ -13,7 +13,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from evolver.store.repo import BUSY_TIMEOUT_MS, StoreError
+from evolver.store.connection import connect
+from evolver.store.errors import StoreError
 
 BACKUPS = "backups"
 COUNTED = ("generations", "questions", "attempts", "reflections", "datasets", "eval_results", "events")
@@ -36,7 +37,7 @@ def problems(db: Path, full: bool = False, limit: int = 3) -> list[str]:
     """
     pragma = "integrity_check" if full else "quick_check"
     try:
-        conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn = connect(db)
     except sqlite3.Error as err:
         return [str(err)]
     try:
@@ -50,7 +51,7 @@ def problems(db: Path, full: bool = False, limit: int = 3) -> list[str]:
 
 def row_counts(db: Path) -> dict[str, int]:
     """Rows per history table ({} when the file holds no evolver tables)."""
-    conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn = connect(db)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         return {t: int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in COUNTED if t in tables}

@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from evolver.store.connection import connect
 from evolver.store.errors import StoreError, unusable
 from evolver.store.migrations import MIGRATIONS, SchemaTooNewError, applied, refuse_newer
-
-BUSY_TIMEOUT_MS = 30_000
 
 
 class Rows(Protocol):
@@ -74,9 +73,7 @@ class ReadStore:
 
 
 def _connect(p: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return conn
+    return connect(p, check_same_thread=False)
 
 
 def in_list(ids: Sequence[int]) -> str:

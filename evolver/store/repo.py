@@ -27,7 +27,7 @@ from evolver.states import EventKind, PhaseStatus, PointerName
 from evolver.store.errors import StoreError, unusable
 from evolver.store.hashing import canonical_hash
 from evolver.store.migrations import migrate
-from evolver.store.reader import BUSY_TIMEOUT_MS
+from evolver.store.connection import BUSY_TIMEOUT_MS, connect
 from evolver.store.schema import Dataset, EvalResult, Evaluation, Event, Generation, Phase, Pointer
 from evolver.store.work import WorkRows
 
@@ -63,7 +63,7 @@ class Store(WorkRows):
         p.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         while True:
-            raw = sqlite3.connect(p, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            raw = connect(p)
             try:
                 _pragmas(raw, None)
                 migrate(raw, str(p), upto=migrate_upto)
