@@ -102,6 +102,7 @@ def _vllm_server(world: dict[str, Any]) -> Iterator[Any]:
     import httpx
 
     from evolver.backends.openai_backend import OpenAIBackend
+    from evolver.testing.processes import end_process
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -130,11 +131,7 @@ def _vllm_server(world: dict[str, Any]) -> Iterator[Any]:
         yield client
         client.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        end_process(proc)
 
 
 def _texts(outs: list[Any]) -> list[str]:

@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from evolver.daemon.lock import LOCK_NAME, holder
+from evolver.testing.processes import end_process
 from evolver.store import Store
 
 pytestmark = pytest.mark.slow
@@ -258,8 +259,4 @@ def test_a_second_sigterm_exits_at_once_and_leaves_no_lock(slow_world: Path, tmp
         with Store.open(db) as s:
             assert s.integrity_ok() and s.phase(0, "evaluate").status == "running"  # resumable
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        end_process(server)

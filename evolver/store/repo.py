@@ -24,10 +24,10 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from evolver.states import EventKind, PhaseStatus, PointerName
+from evolver.store.connection import BUSY_TIMEOUT_MS, connect
 from evolver.store.errors import StoreError, unusable
 from evolver.store.hashing import canonical_hash
 from evolver.store.migrations import migrate
-from evolver.store.connection import BUSY_TIMEOUT_MS, connect
 from evolver.store.schema import Dataset, EvalResult, Evaluation, Event, Generation, Phase, Pointer
 from evolver.store.work import WorkRows
 
