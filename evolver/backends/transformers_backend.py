@@ -83,12 +83,14 @@ def token_batches(order: Sequence[int], lengths: Sequence[int], rows: int, token
     """`order` (sorted by length) cut into batches of at most `rows` rows and `tokens` padded tokens (one row
     at least): a forward over long sequences costs what its padded size costs, and it cannot be interrupted."""
     out: list[list[int]] = []
+    longest = 0  # the current batch's longest row, kept as it grows (one pass, whatever the sort's direction)
     for i in order:
-        cur = out[-1] if out else None
-        if cur is not None and len(cur) < rows and (len(cur) + 1) * max(lengths[i], *(lengths[j] for j in cur)) <= tokens:
-            cur.append(i)
+        if out and len(out[-1]) < rows and (len(out[-1]) + 1) * max(longest, lengths[i]) <= tokens:
+            out[-1].append(i)
+            longest = max(longest, lengths[i])
         else:
             out.append([i])
+            longest = lengths[i]
     return out
 
 
