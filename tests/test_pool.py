@@ -20,13 +20,19 @@ def test_frontier_is_the_lowest_level_not_mastered() -> None:
     assert frontier_level(["b10", "b9"], {"b10": 0.99, "b9": 0.95}, 0.9) == "b9"  # all mastered: the top
 
 
-def test_new_questions_come_from_the_frontier_and_the_level_above() -> None:
+def test_new_questions_come_from_the_frontier_and_every_level_above() -> None:
     pool = draw(items(), {}, {"b10": 0.95, "b9": 0.4}, RULES)
     assert pool.frontier == "b9" and len(pool.items) == 20
     got = by_level(pool.items)
     assert set(got) == {"b9", "b8"} and len(got["b9"]) == 15 and len(got["b8"]) == 5
     assert pool.report["levels"] == {"b9": {"new": 15, "returning": 0}, "b8": {"new": 5, "returning": 0}}
     assert draw(items(), {}, {"b10": 0.95, "b9": 0.4}, RULES).items == pool.items  # deterministic
+    # Four levels above the frontier share the rest in equal parts, the nearest taking the remainder;
+    # the mastered level below the frontier gets none.
+    wide = draw(items((10, 9, 8, 7, 6, 5)), {}, {"b10": 0.95}, PoolRules(30, 0.0, 0.6, 0.9))
+    assert {lv: v["new"] for lv, v in wide.report["levels"].items()} == {"b9": 18, "b8": 3, "b7": 3, "b6": 3, "b5": 3}
+    odd = draw(items((10, 9, 8, 7)), {}, {}, PoolRules(10, 0.0, 0.5, 0.9))
+    assert {lv: v["new"] for lv, v in odd.report["levels"].items()} == {"b10": 5, "b9": 2, "b8": 2, "b7": 1}
 
 
 def test_a_solved_question_retires_and_a_failed_one_returns() -> None:

@@ -80,7 +80,7 @@ class ReflectionConfig(_Section):
         0.2, ge=0.0, le=1.0, description="Share of the pool given to questions asked before and never solved.")
     pool_frontier: float = Field(
         0.75, ge=0.0, le=1.0,
-        description="Share of new questions from the frontier level (the lowest not mastered); the rest from the next.")
+        description="Share of new questions from the frontier level (the lowest not mastered); the rest in equal parts from every level above.")
     mastery: float = Field(
         0.9, gt=0.0, le=1.0, description="Held-out acc@t1 at which a level counts as mastered and the pool moves up.")
     k: int = Field(4, ge=1, le=64, description="Reflections sampled per wrong answer in round 1.")

@@ -8,8 +8,10 @@ The rest are *new* questions, never asked before.
 Tasks whose questions carry levels (`meta.level`, e.g. the embedded world's 4d, 5d, ...) have a
 frontier: the lowest level the current model has not mastered (held-out acc@t1 below
 `reflection.mastery`). New questions come from the frontier (`reflection.pool_frontier` of them)
-and from the level above it, so the pool climbs as the model masters each level. A task without
-levels is one level, and the pool is simply its failures plus fresh questions.
+and, in equal parts, from every level above it, so the pool climbs as the model masters each level
+and no level waits untrained until the frontier reaches it (a level learned only through transfer
+from its neighbours moves by chance from one generation to the next). A task without levels is one
+level, and the pool is simply its failures plus fresh questions.
 
 Deterministic: the draw depends only on the items' order and on earlier generations' history,
 so a resumed generation draws the same pool.
@@ -67,16 +69,16 @@ def draw(items: Sequence[Item], history: dict[str, tuple[int, bool, int]], acc_t
     levels = by_level(items)
     order = list(levels)
     frontier = frontier_level(order, acc_t1, rules.mastery)
-    reachable = order[: order.index(frontier) + 2]  # mastered levels, the frontier and the one above
+    ups = order[order.index(frontier) + 1:]
     retired = sum(1 for _n, solved, _last in history.values() if solved)
-    failed = [it for lv in reachable for it in levels[lv] if it.id in history and not history[it.id][1]]
+    failed = [it for lv in order for it in levels[lv] if it.id in history and not history[it.id][1]]
     failed.sort(key=lambda it: (history[it.id][2], history[it.id][0]))  # longest waiting, least asked first
     returning = failed[: round(rules.size * rules.returns)]
     n_new = rules.size - len(returning)
-    up = order[order.index(frontier) + 1] if frontier != order[-1] else None
-    quota = {frontier: n_new if up is None else round(n_new * rules.frontier_share)}
-    if up is not None:
-        quota[up] = n_new - quota[frontier]
+    quota = {frontier: n_new if not ups else round(n_new * rules.frontier_share)}
+    rest = n_new - quota[frontier]
+    for i, lv in enumerate(ups):  # equal parts, the nearer levels taking the remainder
+        quota[lv] = rest // len(ups) + (1 if i < rest % len(ups) else 0)
     new: list[Item] = []
     for lv, n in quota.items():
         fresh = [it for it in levels[lv] if it.id not in history]
