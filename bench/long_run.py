@@ -10,7 +10,7 @@ acc@t1 / acc@t2 per level, minutes per stage. It checks the issue's bars on the 
   - late gains: the model current after the last generation against the one current after
     generation 3, per level, with the policy's paired test (exact McNemar, Bonferroni over levels);
   - no forgetting: the largest drop of any level along the main line (each promotion against the
-    generation it replaced), for acc@t1 and acc@t2;
+    generation it replaced, as the deciding look measured both on the same questions), for acc@t1 and acc@t2;
 and draws acc@t1 and acc@t2 per level across generations, promotions marked (`--plot`).
 Wall time and peak memory are printed too; give them with `bench/calibrate.py`'s figure.
 """
@@ -76,17 +76,15 @@ def analyse(cfg: LoadedConfig, store: Any, backends: Any, generations: int) -> d
             tests[u] = {"late": sum(a[u].values()) / max(len(a[u]), 1), "early": sum(b[u].values()) / max(len(b[u]), 1),
                         "p": t.p, "wins": t.paired.cand_only, "losses": t.paired.inc_only,
                         "significant": t.paired.cand_only > t.paired.inc_only and t.p < alpha}
-    drops: dict[str, float] = {}
-    by_id = {r["generation"]: r for r in rows}
-    for r in rows:
-        if r["status"] != "promoted" or r["parent"] not in by_id:
+    drops: dict[str, float] = {}  # from each promotion's own comparison: the look that decided, same questions
+    for e in store.events():
+        if e.kind != EventKind.PROMOTED or not e.metrics:
             continue
-        for unit, m in r["metrics"].items():
-            for metric, v in m.items():
-                before = by_id[r["parent"]]["metrics"].get(unit, {}).get(metric)
-                if before is not None:
+        for unit, ms in (json.loads(e.metrics).get("deltas") or {}).items():
+            for metric, d in ms.items():
+                if metric in ("acc@t1", "acc@t2"):
                     key = f"{unit} {metric}"
-                    drops[key] = max(drops.get(key, 0.0), 100 * (before - v))
+                    drops[key] = max(drops.get(key, 0.0), -float(d))
     return {"rows": rows, "promoted": promoted, "early": early, "late": late, "tests": tests,
             "worst_drop": max(drops.values(), default=0.0), "drops": drops}
 

@@ -37,3 +37,17 @@ def test_a_regression_or_a_gain_below_the_margin_gets_no_second_look() -> None:
     inc = Scores(1, "evaluated", {"arith": BenchmarkScores({"acc@t1": 0.50, "acc@t2": 0.5}, {})})
     regressed = decide(cand, inc, policy)
     assert regressed.reason.startswith("regression") and not promising(regressed, policy)
+
+
+def test_a_small_drop_beside_a_gain_is_looked_at_again_when_the_policy_allows() -> None:
+    def side(gen: int, t1: float, t2: float) -> Scores:
+        return Scores(gen, "evaluated", {"arith": BenchmarkScores({"acc@t1": t1, "acc@t2": t2}, {})})
+
+    policy = Policy(confirm=1000, t1_max_drop=2.0, max_regression=2.0, confirm_drop=2.0)
+    small = decide(side(2, 0.470, 0.60), side(1, 0.500, 0.50), policy)  # acc@t1 -3.0: over 2, within 2 x 2
+    assert small.reason.startswith("regression") and promising(small, policy)
+    assert not promising(small, policy.model_copy(update={"confirm_drop": 1.0}))  # a drop over its limit rejects at once
+    large = decide(side(2, 0.450, 0.60), side(1, 0.500, 0.50), policy)  # -5.0: beyond twice the limit
+    assert large.reason.startswith("regression") and not promising(large, policy)
+    flat = decide(side(2, 0.470, 0.505), side(1, 0.500, 0.50), policy)  # a small drop and no gain of the margin
+    assert not promising(flat, policy)

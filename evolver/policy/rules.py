@@ -55,6 +55,11 @@ class Policy(BaseModel):
         0, ge=0, le=1_000_000,
         description="Held-out questions per suite level for a second, larger look when the first shows a gain of at "
         "least `margin` that is not yet significant; 0 = one look. With a second look each look tests at alpha/2.")
+    confirm_drop: float = Field(
+        1.0, ge=1.0, le=10.0,
+        description="A first look whose gain is at least `margin` and whose every drop is within this multiple of its "
+        "limit (max_regression, t1_max_drop) gets the second look too, and the limits then apply to its larger sample; "
+        "1 = a drop beyond its limit on the first look rejects at once.")
     first_generation: Literal["base", "promote"] = Field(
         "base",
         description="'base': generation 0 (the base model) is current from the start and must be beaten; "

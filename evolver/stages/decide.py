@@ -10,7 +10,9 @@ Late in a lineage gains are small. With `confirm` in the policy, a first look th
 least `margin` without significance is followed by a second, larger one: both generations are
 evaluated on `confirm` questions per level (the first look's questions and more) and the policy
 decides again on those. Each look then tests at alpha/2 (Bonferroni over the two looks), so two
-chances to promote cost no more false promotions than one.
+chances to promote cost no more false promotions than one. With `confirm_drop` > 1 a first look whose
+only objection is a small drop (within that multiple of its limit) is looked at again as well: the
+no-regression guard then judges the larger sample, the one that estimates the drop better.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from evolver.context import StageContext, StageResult
 from evolver.evaluation.outcomes import by_unit, outcomes, question_levels
 from evolver.evaluation.run import evaluate
 from evolver.policy.actions import apply
-from evolver.policy.decide import BenchmarkScores, Decision, Scores, decide
+from evolver.policy.decide import T1, BenchmarkScores, Decision, Scores, decide
 from evolver.policy.rules import Policy, load_policy
 from evolver.states import EvalProtocol, EventKind, PointerName
 
@@ -85,9 +87,17 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def promising(decision: Decision, policy: Policy) -> bool:
-    """A first look worth a second: not promoted, nothing regressed, and some unit gained at least the margin."""
-    if decision.promote or not policy.confirm or decision.reason.startswith("regression"):
+    """A first look worth a second: not promoted, some unit gained at least the margin, and no drop beyond its
+    limit, or (`confirm_drop` > 1) none beyond that multiple of it: on 400 questions a level's drop of 2.5
+    points is 10 questions, within what two fine-tunings of one parent differ by, and the larger sample
+    tells a small true drop from a large one where the first cannot."""
+    if decision.promote or not policy.confirm:
         return False
+    for d in decision.deltas.values():
+        for m, delta in d.items():
+            limit = policy.t1_max_drop if m == T1 else policy.max_regression
+            if delta < -limit * policy.confirm_drop - 1e-9:
+                return False
     return any(d.get(p, 0.0) >= policy.margin for d in decision.deltas.values() for p in policy.primaries)
 
 
