@@ -11,7 +11,7 @@ from evolver.training.schedule import depth, plan
 
 
 def test_steps_scale_with_the_data_and_stop_at_the_cap() -> None:
-    sft = SFTConfig(epochs=2, batch_size=16, grad_accum=2)
+    sft = SFTConfig(epochs=2, batch_size=16, grad_accum=2, max_steps=0)  # no cap: the data decides
     assert [plan(rows, sft).max_steps for rows in (10, 32, 320, 3200)] == [1, 2, 20, 200]
     capped = sft.model_copy(update={"max_steps": 50})
     assert [plan(rows, capped).max_steps for rows in (320, 3200, 32000)] == [20, 50, 50]

@@ -111,12 +111,12 @@ class SFTConfig(_Section):
                     " answers) evolve both skills; T1 adds correct first trials; D- trains on unfiltered reflections (ablation).",
     )
     epochs: float = Field(4.0, gt=0, le=100, description="Passes over D+.")
-    learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak LR (LoRA wants far more than full fine-tuning).")
+    learning_rate: float = Field(5e-4, gt=0, le=1, description="Peak LR (LoRA wants far more than full fine-tuning).")
     batch_size: int = Field(16, ge=1, le=4096, description="Per-device batch. Memory grows with it.")
     grad_accum: int = Field(1, ge=1, le=1024, description="Gradient accumulation steps.")
     max_length: int = Field(512, ge=16, le=131072, description="Truncate examples beyond this many tokens. Memory grows with it.")
     min_samples: int = Field(8, ge=1, description="Skip SFT (recorded) below this many rows (D+, plus D-/T1 when configured).")
-    max_steps: int = Field(200, ge=0, le=1_000_000, description="Cap on optimizer steps per generation (0 = epochs decide).")
+    max_steps: int = Field(40, ge=0, le=1_000_000, description="Cap on optimizer steps per generation (0 = epochs decide).")
     add_steps: int = Field(0, ge=0, le=1_000_000, description="The cap grows by this many steps per generation of depth on its lineage (STaR's schedule).")
 
 
@@ -127,7 +127,7 @@ class DPOConfig(_Section):
     sft_weight: float = Field(1.0, ge=0, le=100, description=(
         "Weight of an NLL term on the chosen reflection (RPO); keeps DPO from lowering its likelihood. 0 = plain DPO."))
     epochs: float = Field(1.0, gt=0, le=100, description="Passes over the pairs.")
-    learning_rate: float = Field(1e-3, gt=0, le=1, description="Peak LR.")
+    learning_rate: float = Field(5e-4, gt=0, le=1, description="Peak LR.")
     batch_size: int = Field(8, ge=1, le=4096, description="Per-device batch. Memory grows with it.")
     grad_accum: int = Field(1, ge=1, le=1024, description="Gradient accumulation steps.")
     max_length: int = Field(512, ge=16, le=131072, description="Prompt+completion token cap. Memory grows with it.")
@@ -141,7 +141,7 @@ class TrainingConfig(_Section):
     lora: LoraConfig = Field(default_factory=LoraConfig, description="Adapter shape.")
     sft: SFTConfig = Field(default_factory=SFTConfig, description="SFT on D+.")
     dpo: DPOConfig = Field(default_factory=DPOConfig, description="DPO on D± / Dpref.")
-    lineage: Literal["continue", "restart"] = Field("restart", description="restart: each generation trains anew from the base model on its data window (STaR); continue: from the parent's adapter.")
+    lineage: Literal["continue", "restart"] = Field("continue", description="continue: each generation goes on from its parent's adapter on its data window, a few steps at a small rate; restart: anew from the base model (STaR).")
     data_window: int = Field(10, ge=1, le=1000, description="Train on the last N generations' snapshots, replayed and deduplicated by content.")
     lr_decay: float = Field(
         1.0, gt=0.0, le=1.0, description="Learning rate x lr_decay^(depth-1): smaller steps deeper in a lineage.")
