@@ -25,7 +25,7 @@ from evolver.context import StageContext, StageResult
 from evolver.evaluation.outcomes import by_unit, outcomes, question_levels
 from evolver.evaluation.run import evaluate
 from evolver.policy.actions import apply
-from evolver.policy.decide import T1, BenchmarkScores, Decision, Scores, decide
+from evolver.policy.decide import EPS, BenchmarkScores, Decision, Scores, decide, drop_limit
 from evolver.policy.rules import Policy, load_policy
 from evolver.states import EvalProtocol, EventKind, PointerName
 
@@ -93,11 +93,9 @@ def promising(decision: Decision, policy: Policy) -> bool:
     tells a small true drop from a large one where the first cannot."""
     if decision.promote or not policy.confirm:
         return False
-    for d in decision.deltas.values():
-        for m, delta in d.items():
-            limit = policy.t1_max_drop if m == T1 else policy.max_regression
-            if delta < -limit * policy.confirm_drop - 1e-9:
-                return False
+    if any(delta < -drop_limit(policy, m)[1] * policy.confirm_drop - EPS
+           for d in decision.deltas.values() for m, delta in d.items()):
+        return False
     return any(d.get(p, 0.0) >= policy.margin for d in decision.deltas.values() for p in policy.primaries)
 
 
