@@ -24,7 +24,7 @@ from evolver.training.spec import TrainSpec
 
 def batches(trainer: Any, steps: int, batch_size: int, seed: int) -> list[dict[str, torch.Tensor]]:
     """The first `steps` batches of seeded epochs, each cut into `batch_size` rows with a short last batch
-    (as the trainer's dataloader does), collated by trl."""
+    (as the trainer's dataloader does), collated by trl, on the model's device."""
     ds = trainer.train_dataset
     rng = random.Random(seed)
     chunks: list[list[int]] = []
@@ -32,7 +32,14 @@ def batches(trainer: Any, steps: int, batch_size: int, seed: int) -> list[dict[s
         epoch = list(range(len(ds)))
         rng.shuffle(epoch)
         chunks += [epoch[i : i + batch_size] for i in range(0, len(epoch), batch_size)]
-    return [trainer.data_collator([ds[i] for i in chunk]) for chunk in chunks[:steps]]
+    device = next(trainer.model.parameters()).device  # the trainer moves batches there itself; the loop must too
+    return [
+        {
+            k: v.to(device) if isinstance(v, torch.Tensor) else v
+            for k, v in trainer.data_collator([ds[i] for i in chunk]).items()
+        }
+        for chunk in chunks[:steps]
+    ]
 
 
 def row_tokens(trainer: Any, phase: str) -> list[int]:
@@ -91,6 +98,8 @@ def run(spec_path: str | Path, steps: int) -> dict[str, Any]:
     tokens = int(sum(int(b["attention_mask"].sum()) for b in data))
     rows_seen = sum(int(b["attention_mask"].shape[0]) for b in data) // (1 if spec.phase == "sft" else 2)
     per_row = row_tokens(trainer, spec.phase)
+    sync = torch.cuda.synchronize if data and data[0]["input_ids"].is_cuda else (lambda: None)  # GPU work is async
+    sync()
     start = time.perf_counter()
     for batch in data:
         if spec.phase == "sft":
@@ -103,6 +112,7 @@ def run(spec_path: str | Path, steps: int) -> dict[str, Any]:
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+    sync()
     seconds = time.perf_counter() - start
     return {
         "steps": steps,
