@@ -1,10 +1,17 @@
-"""The decide stage's second look: a promising but not yet significant gain is looked at again, on more questions."""
+"""The decide stage's second look: a promising but not yet significant gain, or a small drop, is looked at again on more
+questions, for the units in question alone."""
 
 from __future__ import annotations
 
-from evolver.policy.decide import BenchmarkScores, Scores, decide
+from collections import Counter
+from pathlib import Path
+
+from evolver.config import load_config
+from evolver.evaluation.outcomes import item_level
+from evolver.evaluation.run import questions
+from evolver.policy.decide import BenchmarkScores, Decision, Scores, decide
 from evolver.policy.rules import Policy
-from evolver.stages.decide import promising
+from evolver.stages.decide import in_question, promising, widening
 
 
 def _side(gen: int, right: int, n: int, status: str = "evaluated") -> Scores:
@@ -51,3 +58,48 @@ def test_a_small_drop_beside_a_gain_is_looked_at_again_when_the_policy_allows() 
     assert large.reason.startswith("regression") and not promising(large, policy)
     flat = decide(side(2, 0.470, 0.505), side(1, 0.500, 0.50), policy)  # a small drop and no gain of the margin
     assert not promising(flat, policy)
+
+
+def _unit(t1: tuple[int, int], t2: tuple[int, int], n: int = 400) -> tuple[BenchmarkScores, BenchmarkScores]:
+    """One unit of both sides: (candidate, incumbent) right answers out of `n` for acc@t1 and acc@t2, the
+    candidate's extra right answers on questions the incumbent missed."""
+    def side(r1: int, r2: int) -> BenchmarkScores:
+        per = {"acc@t1": {q: q < r1 for q in range(n)}, "acc@t2": {q: q < r2 for q in range(n)}}
+        return BenchmarkScores({"acc@t1": r1 / n, "acc@t2": r2 / n}, per["acc@t2"], per)
+    return side(t1[0], t2[0]), side(t1[1], t2[1])
+
+
+def _decide(units: dict[str, tuple[tuple[int, int], tuple[int, int]]], policy: Policy) -> Decision:
+    pairs = {u: _unit(*v) for u, v in units.items()}
+    cand = Scores(2, "evaluated", {u: c for u, (c, _) in pairs.items()})
+    inc = Scores(1, "evaluated", {u: i for u, (_, i) in pairs.items()})
+    return decide(cand, inc, policy.model_copy(update={"alpha": policy.alpha / 2}))
+
+
+def test_a_second_look_widens_only_the_units_in_question() -> None:
+    policy = Policy(confirm=1000, t1_max_drop=2.0, max_regression=2.0, confirm_drop=2.0)
+    # b9 gains much (significant), b10 drops 3 points of acc@t1 (over 2, within twice 2), b8 stays flat
+    d = _decide({"arith/b9": ((200, 200), (320, 200)), "arith/b10": ((188, 200), (300, 300)),
+                 "arith/b8": ((200, 200), (200, 200))}, policy)
+    assert d.reason.startswith("regression") and promising(d, policy)
+    assert in_question(d, policy) == ["arith/b10"]  # b9's gain and b8 stand as the first look measured them
+    assert widening(["arith/b10"]) == {"arith": frozenset({"b10"})}
+    # a gain of the margin that is not significant is in question too; a suite's own unit widens every level
+    d = _decide({"arith": ((200, 200), (205, 200)), "arith/b10": ((200, 200), (205, 200))}, policy)
+    assert not d.promote and in_question(d, policy) == ["arith", "arith/b10"]
+    assert widening(["arith", "arith/b10"]) == {"arith": None} == widening(["arith/b10", "arith"])
+    assert widening(["arith/b10", "arith/b7", "logic"]) == {"arith": frozenset({"b10", "b7"}), "logic": None}
+
+
+def test_the_widened_levels_hold_the_first_looks_questions_and_more(tmp_path: Path, repo_root: Path) -> None:
+    cfg_path = tmp_path / "evolver.toml"
+    cfg_path.write_text('state_dir = "state"\n[evaluation]\nlimit = 30\n')
+    (tmp_path / "evals").symlink_to(repo_root / "evals")
+    cfg = load_config(cfg_path)
+    _, first = questions(cfg, "arith")
+    _, wide = questions(cfg, "arith", 70, {"b10", "b7"})
+    _, every = questions(cfg, "arith", 70)
+    count = Counter(item_level(it) for it in wide.items)
+    assert count == {"b10": 70, "b7": 70, "b9": 30, "b8": 30, "b6": 30}
+    assert {it.id for it in first.items} < {it.id for it in wide.items} < {it.id for it in every.items}
+    assert len(every.items) == 5 * 70

@@ -11,6 +11,7 @@ import json
 
 from evolver.states import EvalProtocol
 from evolver.store import Store
+from evolver.tasks.base import Item
 
 Outcomes = dict[str, dict[int, bool]]  # metric -> question id -> correct
 
@@ -29,14 +30,19 @@ def suite_of(unit: str) -> str:
     return unit.split("/", 1)[0]
 
 
+def level_of(meta: object) -> str | None:
+    """A question's level from its meta (`meta.level`), None when the task has no levels."""
+    level = meta.get("level") if isinstance(meta, dict) else None
+    return None if level is None else str(level)
+
+
+def item_level(item: Item) -> str | None:
+    return level_of(item.meta)
+
+
 def question_levels(store: Store, question_ids: list[int]) -> dict[int, str | None]:
-    """Each question's level (`meta.level`), None when the task has no levels."""
-    out: dict[int, str | None] = {}
-    for qid, q in store.questions(question_ids).items():
-        meta = json.loads(q.meta) if q.meta else {}
-        level = meta.get("level") if isinstance(meta, dict) else None
-        out[qid] = None if level is None else str(level)
-    return out
+    """Each stored question's level (`meta.level`), None when the task has no levels."""
+    return {qid: level_of(json.loads(q.meta) if q.meta else {}) for qid, q in store.questions(question_ids).items()}
 
 
 def outcomes(store: Store, generation: int, suite: str, protocol: str, key: str, max_rounds: int,

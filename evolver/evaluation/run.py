@@ -12,17 +12,23 @@ suite) runs again.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import replace
+
 from evolver.backends.base import Sampling
 from evolver.backends.holder import base_fingerprint
+from evolver.config import LoadedConfig
 from evolver.context import StageContext
 from evolver.evaluation.identity import eval_identity, eval_key
-from evolver.evaluation.outcomes import by_unit, outcomes, purpose, question_levels, rates
+from evolver.evaluation.outcomes import by_unit, item_level, outcomes, purpose, question_levels, rates
 from evolver.models import pick_device, resolve_base, resolve_dtype
 from evolver.reflection.common import adapter_for, instruction_pool, load_split, register_items, suite_limit
 from evolver.reflection.engine import LoopSpec, fixed_picker, run_loop
 from evolver.reflection.instructions import Instruction
 from evolver.states import BASE_GENERATION, EvalProtocol, gen_name
 from evolver.store.schema import Evaluation
+from evolver.tasks.base import Task
+from evolver.tasks.rows import Loaded
 
 Report = dict[str, dict[str, dict[str, float]]]  # unit -> protocol -> metric -> value
 
@@ -35,13 +41,28 @@ def evaluation_instruction(ctx: StageContext) -> Instruction:
     return pool[iid]
 
 
+def questions(cfg: LoadedConfig, suite: str, limit: int | None = None,
+              levels: Collection[str] | None = None) -> tuple[Task, Loaded]:
+    """The held-out questions of an evaluation: the suite's default number (per level), or `limit`; with
+    `levels`, only those levels are widened to `limit` and the others keep the default questions (a second
+    look that widens only the levels in question; the default questions come first in every level)."""
+    default = suite_limit(cfg, suite)
+    task, loaded = load_split(cfg, suite, "test", limit or default)
+    if not limit or levels is None:
+        return task, loaded
+    _, first = load_split(cfg, suite, "test", default)
+    keep, wide = {it.id for it in first.items}, set(levels)
+    return task, replace(loaded, items=[it for it in loaded.items if it.id in keep or item_level(it) in wide])
+
+
 def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None = None,
-             limit: int | None = None) -> Evaluation:
+             limit: int | None = None, levels: Collection[str] | None = None) -> Evaluation:
     """One generation on one suite under the current settings; returns the finished evaluation (cached when
-    one with the same key exists). `limit` overrides the questions per level (the decide stage's second look)."""
+    one with the same key exists). `limit` overrides the questions per level, for every level or (`levels`)
+    for those alone: the decide stage's second look."""
     c = ctx.cfg.config
     store = ctx.store
-    task, loaded = load_split(ctx.cfg, suite, "test", limit or suite_limit(ctx.cfg, suite))
+    task, loaded = questions(ctx.cfg, suite, limit, levels)
     items = register_items(store, task, loaded.items)
     adapter = adapter_for(store, generation)
     ins = evaluation_instruction(ctx)

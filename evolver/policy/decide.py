@@ -196,7 +196,7 @@ def decide(candidate: Scores, incumbent: Scores | None, policy: Policy) -> Decis
                                     f" ({100 * incumbent.benchmarks[b].metrics[m]:.1f} -> "
                                     f"{100 * candidate.benchmarks[b].metrics[m]:.1f})"))
     alpha = policy.alpha / (len(benches) * len(primaries))
-    tests = {_test_key(b, p, primaries): _paired_test(candidate.benchmarks[b].paired(p, primaries[0]),
+    tests = {test_key(b, p, primaries): _paired_test(candidate.benchmarks[b].paired(p, primaries[0]),
                                                      incumbent.benchmarks[b].paired(p, primaries[0]), policy, alpha)
              for b in benches for p in primaries}
     base["tests"] = tests
@@ -207,16 +207,16 @@ def decide(candidate: Scores, incumbent: Scores | None, policy: Policy) -> Decis
 
     ranked = sorted(((b, p) for b in benches for p in primaries), key=lambda bp: -deltas[bp[0]][bp[1]])
     winners = [(b, p) for b, p in ranked
-               if deltas[b][p] >= policy.margin - EPS and tests[_test_key(b, p, primaries)]["significant"]]
+               if deltas[b][p] >= policy.margin - EPS and tests[test_key(b, p, primaries)]["significant"]]
     if winners:
         b, p = winners[0]
         cm, im = candidate.benchmarks[b].metrics, incumbent.benchmarks[b].metrics
         return Decision("promote", f"{p} {_pts(deltas[b][p])} on {b} ({100 * im[p]:.1f} -> {100 * cm[p]:.1f},"
-                        f" {_evidence(tests[_test_key(b, p, primaries)], policy, len(benches))}), no regression",
+                        f" {_evidence(tests[test_key(b, p, primaries)], policy, len(benches))}), no regression",
                         **base)
     b, p = ranked[0]
     d = deltas[b][p]
-    t = tests[_test_key(b, p, primaries)]
+    t = tests[test_key(b, p, primaries)]
     if d < policy.margin - EPS:
         return reject(f"{p} {_pts(d)} on {b} is below the {policy.margin:g}-pt margin"
                       f" ({_evidence(t, policy, len(benches))})")
@@ -228,7 +228,7 @@ def drop_limit(policy: Policy, metric: str) -> tuple[str, float]:
     return ("t1_max_drop", policy.t1_max_drop) if metric == T1 else ("max_regression", policy.max_regression)
 
 
-def _test_key(bench: str, metric: str, primaries: tuple[str, ...]) -> str:
+def test_key(bench: str, metric: str, primaries: tuple[str, ...]) -> str:
     """Tests are keyed by benchmark for the first primary metric (what views quote), 'bench metric' for others."""
     return bench if metric == primaries[0] else f"{bench} {metric}"
 

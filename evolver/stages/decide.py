@@ -7,10 +7,11 @@ decision returns it without deciding again (a crash between the decision and the
 makes the decision and the phase's done mark as good as one transaction (tests/test_faults.py).
 
 Late in a lineage gains are small. With `confirm` in the policy, a first look that shows a gain of at
-least `margin` without significance is followed by a second, larger one: both generations are
-evaluated on `confirm` questions per level (the first look's questions and more) and the policy
-decides again on those. Each look then tests at alpha/2 (Bonferroni over the two looks), so two
-chances to promote cost no more false promotions than one. With `confirm_drop` > 1 a first look whose
+least `margin` without significance is followed by a second, larger one: the units in question (each
+with such a gain, or with a drop the second look may clear) are evaluated for both generations on
+`confirm` questions per level (the first look's questions and more), the others stand as the first
+look measured them, and the policy decides again on those. Each look then tests at alpha/2
+(Bonferroni over the two looks), so two chances to promote cost no more false promotions than one. With `confirm_drop` > 1 a first look whose
 only objection is a small drop (within that multiple of its limit) is looked at again as well: the
 no-regression guard then judges the larger sample, the one that estimates the drop better.
 """
@@ -25,21 +26,31 @@ from evolver.context import StageContext, StageResult
 from evolver.evaluation.outcomes import by_unit, outcomes, question_levels
 from evolver.evaluation.run import evaluate
 from evolver.policy.actions import apply
-from evolver.policy.decide import EPS, BenchmarkScores, Decision, Scores, decide, drop_limit
+from evolver.policy.decide import EPS, BenchmarkScores, Decision, Scores, decide, drop_limit, test_key
 from evolver.policy.rules import Policy, load_policy
 from evolver.states import EvalProtocol, EventKind, PointerName
 
 DECIDED = (EventKind.PROMOTED, EventKind.REJECTED, EventKind.MANUAL_PROMOTE)  # a verdict on this generation
 
 
-def scores(ctx: StageContext, generation: int, primaries: tuple[str, ...], limit: int | None = None) -> Scores:
-    """A generation's standard-protocol metrics and per-question outcomes of the primary metrics, per unit."""
+Widening = dict[str, frozenset[str] | None]  # suite -> the levels a second look widens (None: every level)
+
+
+def scores(ctx: StageContext, generation: int, primaries: tuple[str, ...], limit: int | None = None,
+           widen: Widening | None = None) -> Scores:
+    """A generation's standard-protocol metrics and per-question outcomes of the primary metrics, per unit.
+
+    With `limit`, the suites (and levels) `widen` names are read on `limit` questions per level, the rest
+    on the first look's questions (`widen` None: every suite and level)."""
     g = ctx.store.generation(generation)
     assert g is not None
     benches: dict[str, BenchmarkScores] = {}
     rounds = ctx.cfg.config.evaluation.max_rounds
     for suite in ctx.cfg.config.evaluation.benchmarks:
-        ev = evaluate(ctx, suite, generation, paper=False if limit else None, limit=limit)
+        if limit and (widen is None or suite in widen):
+            ev = evaluate(ctx, suite, generation, paper=False, limit=limit, levels=widen.get(suite) if widen else None)
+        else:
+            ev = evaluate(ctx, suite, generation)
         metrics: dict[str, dict[str, float]] = {}
         for r in ctx.store.eval_results(generation, key=ev.key):
             if r.protocol == EvalProtocol.STANDARD:
@@ -76,11 +87,15 @@ def run(ctx: StageContext) -> StageResult:
     decision = decide(cand, inc, look)
     looks = [{"n": _n(cand), "decision": decision.kind, "reason": decision.reason}]
     if inc is not None and promising(decision, policy):
-        cand = scores(ctx, ctx.generation, policy.primaries, limit=policy.confirm)
-        inc = scores(ctx, incumbent, policy.primaries, limit=policy.confirm)  # type: ignore[arg-type]
+        units = in_question(decision, policy)
+        widen = widening(units)
+        cand = scores(ctx, ctx.generation, policy.primaries, limit=policy.confirm, widen=widen)
+        inc = scores(ctx, incumbent, policy.primaries, limit=policy.confirm, widen=widen)  # type: ignore[arg-type]
         decision = decide(cand, inc, look)
-        decision = replace(decision, reason=f"second look, {_n(cand)} questions: {decision.reason}")
-        looks.append({"n": _n(cand), "decision": decision.kind, "reason": decision.reason})
+        where = f"{', '.join(units)} on {policy.confirm} questions per level"
+        decision = replace(decision, reason=f"second look, {where}: {decision.reason}")
+        looks.append({"n": _n(cand), "widened": units, "per_level": policy.confirm, "decision": decision.kind,
+                      "reason": decision.reason})
     moved = apply(ctx.store, ctx.generation, decision, actor="policy")
     return StageResult({"decision": decision.kind, "reason": decision.reason, "moved": moved, "incumbent": incumbent,
                         "looks": looks})
@@ -97,6 +112,30 @@ def promising(decision: Decision, policy: Policy) -> bool:
            for d in decision.deltas.values() for m, delta in d.items()):
         return False
     return any(d.get(p, 0.0) >= policy.margin for d in decision.deltas.values() for p in policy.primaries)
+
+
+def in_question(decision: Decision, policy: Policy) -> list[str]:
+    """The units a second look widens: each with a drop beyond its limit, and each with a gain of at least the
+    margin on a primary metric that is not significant. The others stand as the first look measured them: their
+    gains are significant or below the margin, their drops within the limits."""
+    deltas, primaries = decision.deltas, policy.primaries
+    dropped = {u for u, d in deltas.items() for m, delta in d.items() if delta < -drop_limit(policy, m)[1] - EPS}
+    open_gain = {u for u, d in deltas.items() for p in primaries if d.get(p, 0.0) >= policy.margin - EPS
+                 and not decision.tests.get(test_key(u, p, primaries), {}).get("significant", False)}
+    return sorted(dropped | open_gain)
+
+
+def widening(units: list[str]) -> Widening:
+    """Units to the suites and levels they cover: a level unit ('arith/b10') widens that level, a suite's unit
+    ('arith') all of its levels."""
+    out: Widening = {}
+    for u in units:
+        suite, _, level = u.partition("/")
+        if not level:
+            out[suite] = None
+        elif suite not in out or out[suite] is not None:
+            out[suite] = (out.get(suite) or frozenset()) | {level}
+    return out
 
 
 def _n(s: Scores) -> int:
