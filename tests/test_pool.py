@@ -35,6 +35,16 @@ def test_new_questions_come_from_the_frontier_and_every_level_above() -> None:
     assert {lv: v["new"] for lv, v in odd.report["levels"].items()} == {"b10": 5, "b9": 2, "b8": 2, "b7": 1}
 
 
+def test_review_draws_from_the_mastered_levels_below_the_frontier() -> None:
+    review = PoolRules(40, 0.0, 0.5, 0.9, review=0.25)
+    pool = draw(items((10, 9, 8, 7)), {}, {"b10": 0.95, "b9": 0.92}, review)  # frontier b8; b10 and b9 mastered
+    assert pool.frontier == "b8"
+    assert {lv: v["new"] for lv, v in pool.report["levels"].items()} == {"b10": 5, "b9": 5, "b8": 15, "b7": 15}
+    # nothing below the frontier: the review share goes to the frontier and the levels above, as without review
+    low = draw(items((10, 9)), {}, {}, review)
+    assert {lv: v["new"] for lv, v in low.report["levels"].items()} == {"b10": 20, "b9": 20}
+
+
 def test_a_solved_question_retires_and_a_failed_one_returns() -> None:
     all_items = items((10,))
     first = draw(all_items, {}, {}, RULES)

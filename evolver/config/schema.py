@@ -81,6 +81,9 @@ class ReflectionConfig(_Section):
     pool_frontier: float = Field(
         0.75, ge=0.0, le=1.0,
         description="Share of new questions from the frontier level (the lowest not mastered); the rest in equal parts from every level above.")
+    pool_review: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Share of new questions from the mastered levels below the frontier, in equal parts (review, against forgetting them).")
     mastery: float = Field(
         0.9, gt=0.0, le=1.0, description="Held-out acc@t1 at which a level counts as mastered and the pool moves up.")
     k: int = Field(4, ge=1, le=64, description="Reflections sampled per wrong answer in round 1.")

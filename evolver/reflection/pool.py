@@ -10,7 +10,9 @@ frontier: the lowest level the current model has not mastered (held-out acc@t1 b
 `reflection.mastery`). New questions come from the frontier (`reflection.pool_frontier` of them)
 and, in equal parts, from every level above it, so the pool climbs as the model masters each level
 and no level waits untrained until the frontier reaches it (a level learned only through transfer
-from its neighbours moves by chance from one generation to the next). A task without levels is one
+from its neighbours moves by chance from one generation to the next). `reflection.pool_review` of
+them come from the mastered levels below the frontier (review: a mastered level no pool asks again
+drifts while the others train). A task without levels is one
 level, and the pool is simply its failures plus fresh questions.
 
 Deterministic: the draw depends only on the items' order and on earlier generations' history,
@@ -32,8 +34,9 @@ NO_LEVEL = ""
 class PoolRules:
     size: int
     returns: float  # share of the pool given to questions asked before and never solved
-    frontier_share: float  # share of the new questions from the frontier level (the rest: the level above)
+    frontier_share: float  # share of the new questions from the frontier level (the rest: the levels above)
     mastery: float  # held-out acc@t1 at which a level counts as mastered
+    review: float = 0.0  # share of the new questions from the mastered levels below the frontier
 
 
 @dataclass
@@ -63,6 +66,11 @@ def frontier_level(levels: Sequence[str], acc_t1: dict[str, float], mastery: flo
     return levels[-1]
 
 
+def _equal_parts(levels: Sequence[str], n: int) -> dict[str, int]:
+    """`n` questions in equal parts over `levels`, the first levels taking the remainder."""
+    return {lv: n // len(levels) + (1 if i < n % len(levels) else 0) for i, lv in enumerate(levels)}
+
+
 def draw(items: Sequence[Item], history: dict[str, tuple[int, bool, int]], acc_t1: dict[str, float],
          rules: PoolRules) -> Pool:
     """This generation's pool from the task's training items, their history and the model's level scores."""
@@ -75,10 +83,11 @@ def draw(items: Sequence[Item], history: dict[str, tuple[int, bool, int]], acc_t
     failed.sort(key=lambda it: (history[it.id][2], history[it.id][0]))  # longest waiting, least asked first
     returning = failed[: round(rules.size * rules.returns)]
     n_new = rules.size - len(returning)
-    quota = {frontier: n_new if not ups else round(n_new * rules.frontier_share)}
-    rest = n_new - quota[frontier]
-    for i, lv in enumerate(ups):  # equal parts, the nearer levels taking the remainder
-        quota[lv] = rest // len(ups) + (1 if i < rest % len(ups) else 0)
+    downs = order[: order.index(frontier)]
+    quota = _equal_parts(downs, round(n_new * rules.review) if downs else 0)
+    n_up = n_new - sum(quota.values())
+    quota[frontier] = n_up if not ups else round(n_up * rules.frontier_share)
+    quota.update(_equal_parts(ups, n_up - quota[frontier]))
     new: list[Item] = []
     for lv, n in quota.items():
         fresh = [it for it in levels[lv] if it.id not in history]

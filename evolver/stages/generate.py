@@ -34,7 +34,8 @@ def draw_pool(ctx: StageContext) -> Pool:
     items = task.load("train")
     if not items:
         raise ValueError(f"task {task.name!r} has no 'train' split to use as the pool")
-    rules = PoolRules(size=r.pool_size, returns=r.pool_returns, frontier_share=r.pool_frontier, mastery=r.mastery)
+    rules = PoolRules(size=r.pool_size, returns=r.pool_returns, frontier_share=r.pool_frontier, mastery=r.mastery,
+                      review=r.pool_review)
     return draw(items, ctx.store.pool_history(task.name, ctx.generation), level_scores(ctx.store, ctx.parent, r.task),
                 rules)
 
