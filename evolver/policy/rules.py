@@ -54,7 +54,8 @@ class Policy(BaseModel):
     confirm: int = Field(
         0, ge=0, le=1_000_000,
         description="Held-out questions per suite level for a second, larger look when the first shows a gain of at "
-        "least `margin` that is not yet significant; 0 = one look. With a second look each look tests at alpha/2.")
+        "least `margin` that is not yet significant; it widens only the levels in question (such a gain, or a drop "
+        "`confirm_drop` allows). 0 = one look. With a second look each look tests at alpha/2.")
     confirm_drop: float = Field(
         1.0, ge=1.0, le=10.0,
         description="A first look whose gain is at least `margin` and whose every drop is within this multiple of its "

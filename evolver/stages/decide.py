@@ -115,14 +115,16 @@ def promising(decision: Decision, policy: Policy) -> bool:
 
 
 def in_question(decision: Decision, policy: Policy) -> list[str]:
-    """The units a second look widens: each with a drop beyond its limit, and each with a gain of at least the
-    margin on a primary metric that is not significant. The others stand as the first look measured them: their
-    gains are significant or below the margin, their drops within the limits."""
+    """The units a second look widens: each with a drop beyond its limit and, when no gain of the first look
+    is significant yet, each with a gain of at least the margin on a primary metric. The others stand as the
+    first look measured them: drops within the limits, and either a significant gain that already carries
+    the promotion or gains below the margin, which no second look can turn into one."""
     deltas, primaries = decision.deltas, policy.primaries
     dropped = {u for u, d in deltas.items() for m, delta in d.items() if delta < -drop_limit(policy, m)[1] - EPS}
-    open_gain = {u for u, d in deltas.items() for p in primaries if d.get(p, 0.0) >= policy.margin - EPS
-                 and not decision.tests.get(test_key(u, p, primaries), {}).get("significant", False)}
-    return sorted(dropped | open_gain)
+    gains = {(u, p): decision.tests.get(test_key(u, p, primaries), {}).get("significant", False)
+             for u, d in deltas.items() for p in primaries if d.get(p, 0.0) >= policy.margin - EPS}
+    carried = any(gains.values())
+    return sorted(dropped | ({u for (u, _p), sig in gains.items() if not sig} if not carried else set()))
 
 
 def widening(units: list[str]) -> Widening:
