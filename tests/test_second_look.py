@@ -6,12 +6,18 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
+from evolver.backends.holder import BackendHolder
 from evolver.config import load_config
-from evolver.evaluation.outcomes import item_level
-from evolver.evaluation.run import questions
+from evolver.context import StageContext
+from evolver.evaluation.outcomes import item_level, purpose
+from evolver.evaluation.run import evaluate, questions
 from evolver.policy.decide import BenchmarkScores, Decision, Scores, decide
 from evolver.policy.rules import Policy
 from evolver.stages.decide import in_question, promising, widening
+from evolver.store import Store
+from evolver.world import base_model_path
 
 
 def _side(gen: int, right: int, n: int, status: str = "evaluated") -> Scores:
@@ -105,3 +111,31 @@ def test_the_widened_levels_hold_the_first_looks_questions_and_more(tmp_path: Pa
     assert count == {"b10": 70, "b7": 70, "b9": 30, "b8": 30, "b6": 30}
     assert {it.id for it in first.items} < {it.id for it in wide.items} < {it.id for it in every.items}
     assert len(every.items) == 5 * 70
+
+
+@pytest.mark.skipif(not (base_model_path() / "config.json").is_file(), reason="no shipped world model")
+def test_a_wider_look_answers_only_its_new_questions(tmp_path: Path, repo_root: Path) -> None:
+    """The second look's evaluation copies the first look's work on the questions both hold (greedy: the same
+    answers) and answers only the new ones, with every reflection linked to the copies of its attempts."""
+    cfg_path = tmp_path / "evolver.toml"
+    cfg_path.write_text('state_dir = "state"\n[evaluation]\nlimit = 6\npaper_protocol = false\n')
+    (tmp_path / "evals").symlink_to(repo_root / "evals")
+    cfg = load_config(cfg_path)
+    store = Store.open(cfg.state_dir / "evolver.db")
+    store.create_generation(0, None, "embedded", "h", "{}", status="base")
+    ctx = StageContext(cfg, store, 0, None, BackendHolder(cfg))
+    first = evaluate(ctx, "arith", 0)
+    wide = evaluate(ctx, "arith", 0, paper=False, limit=10, levels={"b7"})
+    old, new = (store.attempts(0, purpose("arith", "standard", e.key)) for e in (first, wide))
+    assert len({a.question_id for a in new}) == 5 * 6 + 4
+    by_key = {(a.question_id, a.trial, a.branch): a for a in new}
+    for a in old:  # the first look's work, copied as it was (its clock too: nothing answered again)
+        b = by_key[(a.question_id, a.trial, a.branch)]
+        assert (b.output, b.correct, b.created_at) == (a.output, a.correct, a.created_at) and b.id != a.id
+    fresh = [a for a in new if a.question_id not in {o.question_id for o in old}]
+    assert len({a.question_id for a in fresh}) == 4 and min(a.created_at for a in fresh) >= first.finished_at
+    mine = {a.id for a in new}
+    for r in store.reflections(0, purpose("arith", "standard", wide.key)):
+        assert r.attempt_id in mine and r.next_attempt_id in mine
+    assert store.copy_work(0, purpose("arith", "standard", first.key), purpose("arith", "standard", wide.key),
+                           [a.question_id for a in old]) == 0  # idempotent: nothing copied twice

@@ -42,3 +42,12 @@ def eval_identity(cfg: LoadedConfig, suite: str, items: Sequence[Item], base: st
 
 def eval_key(identity: dict[str, Any]) -> str:
     return canonical_hash(identity)
+
+
+QUESTION_SET = ("suite_sha256", "n", "rows")  # the identity's keys that name its questions
+
+
+def same_but_questions(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two evaluations of the same model under the same settings that differ at most in their questions.
+    Evaluation decodes greedily, so a question they share gets the same answers in both."""
+    return {k: v for k, v in a.items() if k not in QUESTION_SET} == {k: v for k, v in b.items() if k not in QUESTION_SET}

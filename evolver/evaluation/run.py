@@ -7,25 +7,30 @@ Two protocols per suite:
 Results are reported per unit (the suite, and each of its levels when its questions have levels)
 and keyed by everything that can change an answer (evolver.evaluation.identity): re-running with
 nothing changed is free, and anything changed (weights on disk, adapter, backend, decoding,
-suite) runs again.
+suite) runs again. An evaluation that differs from an earlier one of the same generation in its
+questions alone (the decide stage's second look: the first look's questions and more) copies the
+earlier one's work on the questions both hold and answers only the new ones.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import replace
+from typing import Any
 
 from evolver.backends.base import Sampling
 from evolver.backends.holder import base_fingerprint
 from evolver.config import LoadedConfig
 from evolver.context import StageContext
-from evolver.evaluation.identity import eval_identity, eval_key
+from evolver.evaluation.identity import eval_identity, eval_key, same_but_questions
 from evolver.evaluation.outcomes import by_unit, item_level, outcomes, purpose, question_levels, rates
 from evolver.models import pick_device, resolve_base, resolve_dtype
 from evolver.reflection.common import adapter_for, instruction_pool, load_split, register_items, suite_limit
 from evolver.reflection.engine import LoopSpec, fixed_picker, run_loop
 from evolver.reflection.instructions import Instruction
 from evolver.states import BASE_GENERATION, EvalProtocol, gen_name
+from evolver.store import Store
 from evolver.store.schema import Evaluation
 from evolver.tasks.base import Task
 from evolver.tasks.rows import Loaded
@@ -85,6 +90,7 @@ def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None 
     rows: list[tuple[str, str, str, float, int]] = []
     levels = question_levels(store, list(items))
     protocols = [EvalProtocol.STANDARD] + ([EvalProtocol.PAPER] if with_paper else [])
+    reuse(store, generation, suite, identity, key, list(items))
     for protocol in protocols:
         fixed = None
         if protocol == EvalProtocol.PAPER:
@@ -110,6 +116,18 @@ def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None 
     found = store.evaluation(generation, suite, key)
     assert found is not None
     return found
+
+
+def reuse(store: Store, generation: int, suite: str, identity: dict[str, Any], key: str, question_ids: list[int]) -> int:
+    """Copy into this evaluation the standard protocol's work on its questions from the generation's earlier
+    evaluations that differ from it in their questions alone (a second look holds the first look's questions
+    and more): only the new questions are then answered. Returns the questions copied."""
+    target = purpose(suite, EvalProtocol.STANDARD, key)
+    copied = 0
+    for ev in store.finished_evaluations(generation, suite):
+        if ev.key != key and same_but_questions(json.loads(ev.identity), identity):
+            copied += store.copy_work(generation, purpose(suite, EvalProtocol.STANDARD, ev.key), target, question_ids)
+    return copied
 
 
 def stored_report(ctx: StageContext, evaluation: Evaluation) -> Report:

@@ -302,6 +302,13 @@ class Store(WorkRows):
             return s.exec(q.where(col(Evaluation.finished_at).is_not(None))
                           .order_by(col(Evaluation.finished_at).desc(), col(Evaluation.id).desc())).first()
 
+    def finished_evaluations(self, gen_id: int, suite: str) -> list[Evaluation]:
+        """Every finished evaluation of one generation on one suite, oldest first."""
+        with self.session() as s:
+            return list(s.exec(select(Evaluation).where(Evaluation.generation_id == gen_id, Evaluation.suite == suite,
+                                                        col(Evaluation.finished_at).is_not(None))
+                               .order_by(col(Evaluation.id))))
+
     # -- events and pointers -----------------------------------------------------------------
     def record_event(self, kind: str, gen_id: int | None, actor: str, reason: str,
                      metrics: dict[str, Any] | None = None, conn: Connection | None = None) -> None:

@@ -99,6 +99,45 @@ class WorkRows:
         with self.tx() as c:
             self._many(c, sql, tuples)
 
+    def copy_work(self, gen_id: int, source: str, target: str, question_ids: Sequence[int]) -> int:
+        """Copy one generation's attempts and reflections of some questions from purpose `source` to `target`,
+        with each reflection linked to the copies of its attempts; questions `target` already has work for are
+        left alone. One transaction per 900 questions, so a question is copied whole or not at all. Returns the
+        questions copied."""
+        copied, rest = 0, ", ".join(self.ATTEMPT_COLS[2:])  # every column after generation_id and purpose
+        with self.tx() as c:
+            have = {q for (q,) in c.exec_driver_sql(
+                "SELECT DISTINCT question_id FROM attempts WHERE generation_id=? AND purpose=?", (gen_id, target))}
+        todo = sorted(set(question_ids) - have)
+        for i in range(0, len(todo), 900):
+            chunk = todo[i:i + 900]
+            marks = ",".join("?" * len(chunk))
+            with self.tx() as c:
+                c.exec_driver_sql(
+                    f"INSERT INTO attempts (generation_id, purpose, {rest}) SELECT generation_id, ?, {rest} FROM attempts"
+                    f" WHERE generation_id=? AND purpose=? AND question_id IN ({marks})"
+                    " ON CONFLICT(generation_id, purpose, question_id, trial, branch) DO NOTHING",
+                    (target, gen_id, source, *chunk))
+                c.exec_driver_sql(
+                    "INSERT INTO reflections (generation_id, purpose, attempt_id, branch, instruction_id, model_ref,"
+                    " sampling, seed, prompt, text, tokens_out, next_attempt_id, success, created_at)"
+                    " SELECT r.generation_id, ?, na.id, r.branch, r.instruction_id, r.model_ref, r.sampling, r.seed,"
+                    " r.prompt, r.text, r.tokens_out, nn.id, CASE WHEN nn.id IS NULL THEN NULL ELSE r.success END,"
+                    " r.created_at FROM reflections r"
+                    " JOIN attempts oa ON oa.id = r.attempt_id"
+                    " JOIN attempts na ON na.generation_id = oa.generation_id AND na.purpose = ?"
+                    "  AND na.question_id = oa.question_id AND na.trial = oa.trial AND na.branch = oa.branch"
+                    " LEFT JOIN attempts ona ON ona.id = r.next_attempt_id"
+                    " LEFT JOIN attempts nn ON nn.generation_id = ona.generation_id AND nn.purpose = ?"
+                    "  AND nn.question_id = ona.question_id AND nn.trial = ona.trial AND nn.branch = ona.branch"
+                    f" WHERE r.generation_id = ? AND r.purpose = ? AND oa.question_id IN ({marks})"
+                    " ON CONFLICT(generation_id, purpose, attempt_id, branch) DO NOTHING",
+                    (target, target, target, gen_id, source, *chunk))
+                copied += c.exec_driver_sql(
+                    f"SELECT COUNT(DISTINCT question_id) FROM attempts WHERE generation_id=? AND purpose=?"
+                    f" AND question_id IN ({marks})", (gen_id, target, *chunk)).scalar_one()
+        return copied
+
     def link_reflections(self, links: Sequence[tuple[int, int, bool]]) -> None:
         """Record, for each reflection id, the trial it led to and whether that trial was correct."""
         with self.tx() as c:
