@@ -1,7 +1,7 @@
 """Where does the gain come from? One generation of each training variant from the same data.
 
 From generation 0, with the same seeds and the same pool (one generate + harvest), train:
-  (a)  the method as configured (defaults: SFT on D+ and R1, then DPO on D±)
+  (a)  the method as configured (defaults: SFT on D+, R1 and T1, then DPO on D±)
   (a') SFT on D+ only                             (the reflection skill alone, no solver data)
   (b)  SFT on all reflections, D+ and D- together (no verifier filtering)
   (c)  SFT on correct answers, no reflection      (rejection-sampling fine-tuning, STaR-like):
@@ -36,7 +36,7 @@ from evolver.states import Stage
 from evolver.store import Store
 
 VARIANTS: dict[str, dict] = {
-    "(a) the method: SFT on D+ and R1, then DPO on D±": {"sft": {}, "dpo": {}},
+    "(a) the method: SFT on D+, R1 and T1, then DPO on D±": {"sft": {}, "dpo": {}},
     "(a') SFT on D+ only (reflection skill alone)": {"sft": {"data": ["D+"]}, "dpo": {"enabled": False}},
     "(b) SFT on D+ and D- (unfiltered)": {"sft": {"data": ["D+", "D-"]}, "dpo": {"enabled": False}},
     "(c) SFT on correct answers (RFT)": {"sft": {"mode": "answers", "data": ["D+", "T1"]}, "dpo": {"enabled": False}},

@@ -82,7 +82,7 @@ class ReflectionConfig(_Section):
         0.75, ge=0.0, le=1.0,
         description="Share of new questions from the frontier level (the lowest not mastered); the rest in equal parts from every level above.")
     pool_review: float = Field(
-        0.0, ge=0.0, le=1.0,
+        0.1, ge=0.0, le=1.0,
         description="Share of new questions from the mastered levels below the frontier, in equal parts (review, against forgetting them).")
     mastery: float = Field(
         0.9, gt=0.0, le=1.0, description="Held-out acc@t1 at which a level counts as mastered and the pool moves up.")
@@ -109,9 +109,9 @@ class SFTConfig(_Section):
         "one_stage", description="one_stage: reflection+trial 2 in one completion; answers: question -> correct solution (STaR-like baseline)."
     )
     data: list[Literal["D+", "D-", "R1", "T1"]] = Field(
-        default_factory=lambda: ["D+", "R1"],
-        description="Snapshots to train on: D+ (reflection -> correct retry) and R1 (correct retries as first-trial"
-                    " answers) evolve both skills; T1 adds correct first trials; D- trains on unfiltered reflections (ablation).",
+        default_factory=lambda: ["D+", "R1", "T1"],
+        description="Snapshots to train on: D+ (reflection -> correct retry), R1 (correct retries as first-trial"
+                    " answers) and T1 (correct first trials) evolve both skills; D- trains on unfiltered reflections (ablation).",
     )
     epochs: float = Field(4.0, gt=0, le=100, description="Passes over D+.")
     learning_rate: float = Field(5e-4, gt=0, le=1, description="Peak LR (LoRA wants far more than full fine-tuning).")
