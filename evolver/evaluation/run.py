@@ -32,7 +32,7 @@ from evolver.reflection.instructions import Instruction
 from evolver.states import BASE_GENERATION, EvalProtocol, gen_name
 from evolver.store import Store
 from evolver.store.schema import Evaluation
-from evolver.tasks.base import Task
+from evolver.tasks.base import Item, Task
 from evolver.tasks.rows import Loaded
 
 Report = dict[str, dict[str, dict[str, float]]]  # unit -> protocol -> metric -> value
@@ -90,7 +90,7 @@ def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None 
     rows: list[tuple[str, str, str, float, int]] = []
     levels = question_levels(store, list(items))
     protocols = [EvalProtocol.STANDARD] + ([EvalProtocol.PAPER] if with_paper else [])
-    reuse(store, generation, suite, identity, key, list(items))
+    reuse(store, generation, suite, identity, key, items)
     for protocol in protocols:
         fixed = None
         if protocol == EvalProtocol.PAPER:
@@ -118,11 +118,16 @@ def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None 
     return found
 
 
-def reuse(store: Store, generation: int, suite: str, identity: dict[str, Any], key: str, question_ids: list[int]) -> int:
+def reuse(store: Store, generation: int, suite: str, identity: dict[str, Any], key: str, items: dict[int, Item]) -> int:
     """Copy into this evaluation the standard protocol's work on its questions from the generation's earlier
     evaluations that differ from it in their questions alone (a second look holds the first look's questions
-    and more): only the new questions are then answered. Returns the questions copied."""
+    and more): only the new questions are then answered. A question whose text or gold answer is no longer
+    what the store first recorded for it (a suite edited in place) is answered again. Returns the questions
+    copied."""
     target = purpose(suite, EvalProtocol.STANDARD, key)
+    stored = store.questions(list(items))
+    question_ids = [q for q, it in items.items() if q in stored
+                    and (stored[q].text, stored[q].gold) == (it.text, str(it.gold))]
     copied = 0
     for ev in store.finished_evaluations(generation, suite):
         if ev.key != key and same_but_questions(json.loads(ev.identity), identity):

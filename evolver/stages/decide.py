@@ -7,13 +7,13 @@ decision returns it without deciding again (a crash between the decision and the
 makes the decision and the phase's done mark as good as one transaction (tests/test_faults.py).
 
 Late in a lineage gains are small. With `confirm` in the policy, a first look that shows a gain of at
-least `margin` without significance is followed by a second, larger one: the units in question (each
-with such a gain, or with a drop the second look may clear) are evaluated for both generations on
-`confirm` questions per level (the first look's questions and more), the others stand as the first
-look measured them, and the policy decides again on those. Each look then tests at alpha/2
-(Bonferroni over the two looks), so two chances to promote cost no more false promotions than one. With `confirm_drop` > 1 a first look whose
-only objection is a small drop (within that multiple of its limit) is looked at again as well: the
-no-regression guard then judges the larger sample, the one that estimates the drop better.
+least `margin` without significance is followed by a second, larger one, and with `confirm_drop` > 1 so
+is a first look whose only objection is a small drop (within that multiple of its limit). The second
+look widens only the units in question: each such drop and, when no gain is significant yet, each gain
+of the margin; both generations are evaluated there on `confirm` questions per level (the first look's
+questions and more, whose work is copied, not redone), the other units stand as the first look measured
+them, and the policy decides again. Each look tests at alpha/2 (Bonferroni over the two looks), so two
+chances to promote cost no more false promotions than one.
 """
 
 from __future__ import annotations
