@@ -49,15 +49,16 @@ def evaluation_instruction(ctx: StageContext) -> Instruction:
 def questions(cfg: LoadedConfig, suite: str, limit: int | None = None,
               levels: Collection[str] | None = None) -> tuple[Task, Loaded]:
     """The held-out questions of an evaluation: the suite's default number (per level), or `limit`; with
-    `levels`, only those levels are widened to `limit` and the others keep the default questions (a second
-    look that widens only the levels in question; the default questions come first in every level)."""
+    `levels`, the default questions of every level plus, on those levels, the others of the first `limit` (a
+    second look that widens only the levels in question, holding every question of the first look)."""
     default = suite_limit(cfg, suite)
     task, loaded = load_split(cfg, suite, "test", limit or default)
     if not limit or levels is None:
         return task, loaded
     _, first = load_split(cfg, suite, "test", default)
     keep, wide = {it.id for it in first.items}, set(levels)
-    return task, replace(loaded, items=[it for it in loaded.items if it.id in keep or item_level(it) in wide])
+    return task, replace(loaded, items=first.items + [it for it in loaded.items
+                                                       if it.id not in keep and item_level(it) in wide])
 
 
 def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None = None,
