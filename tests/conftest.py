@@ -52,6 +52,20 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def world_config(tmp_path: Path) -> Callable[[str], object]:
+    """A config in tmp_path over the repository's suites (evals/ linked), state in tmp_path/state: pass the
+    TOML after `state_dir`, get the loaded config."""
+    from evolver.config import load_config
+
+    def make(toml: str = "") -> object:
+        (tmp_path / "evals").symlink_to(REPO_ROOT / "evals")
+        (tmp_path / "evolver.toml").write_text('state_dir = "state"\n' + toml)
+        return load_config(tmp_path / "evolver.toml")
+
+    return make
+
+
+@pytest.fixture
 def store(state_dir: Path):  # noqa: ANN201
     from evolver.store import Store
 

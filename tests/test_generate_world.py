@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from evolver.config import load_config
 from evolver.backends.holder import BackendHolder
 from evolver.context import StageContext
 from evolver.stages import generate, harvest
@@ -17,11 +16,8 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not (base_model_path() / "config.json").is_file(), reason="no shipped world model")]
 
 
-def test_generate_phase_on_the_world_fills_the_store_once(tmp_path: Path, repo_root: Path) -> None:
-    cfg_path = tmp_path / "evolver.toml"
-    cfg_path.write_text('state_dir = "state"\n[reflection]\npool_size = 200\nk = 2\n[generation]\nbatch_size = 100\n')
-    (tmp_path / "evals").symlink_to(repo_root / "evals")
-    cfg = load_config(cfg_path)
+def test_generate_phase_on_the_world_fills_the_store_once(world_config) -> None:  # noqa: ANN001
+    cfg = world_config("[reflection]\npool_size = 200\nk = 2\n[generation]\nbatch_size = 100\n")
     store = Store.open(cfg.state_dir / "evolver.db")
     store.create_generation(0, None, "embedded", "h", "{}", status="base")
     store.create_generation(1, 0, "embedded", "h", "{}")

@@ -4,12 +4,10 @@ questions, for the units in question alone."""
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from evolver.backends.holder import BackendHolder
-from evolver.config import load_config
 from evolver.context import StageContext
 from evolver.evaluation.outcomes import item_level, purpose
 from evolver.evaluation.run import evaluate, questions
@@ -99,11 +97,8 @@ def test_a_second_look_widens_only_the_units_in_question() -> None:
     assert widening(["arith/b10", "arith/b7", "logic"]) == {"arith": frozenset({"b10", "b7"}), "logic": None}
 
 
-def test_the_widened_levels_hold_the_first_looks_questions_and_more(tmp_path: Path, repo_root: Path) -> None:
-    cfg_path = tmp_path / "evolver.toml"
-    cfg_path.write_text('state_dir = "state"\n[evaluation]\nlimit = 30\n')
-    (tmp_path / "evals").symlink_to(repo_root / "evals")
-    cfg = load_config(cfg_path)
+def test_the_widened_levels_hold_the_first_looks_questions_and_more(world_config) -> None:  # noqa: ANN001
+    cfg = world_config("[evaluation]\nlimit = 30\n")
     _, first = questions(cfg, "arith")
     _, wide = questions(cfg, "arith", 70, {"b10", "b7"})
     _, every = questions(cfg, "arith", 70)
@@ -114,13 +109,10 @@ def test_the_widened_levels_hold_the_first_looks_questions_and_more(tmp_path: Pa
 
 
 @pytest.mark.skipif(not (base_model_path() / "config.json").is_file(), reason="no shipped world model")
-def test_a_wider_look_answers_only_its_new_questions(tmp_path: Path, repo_root: Path) -> None:
+def test_a_wider_look_answers_only_its_new_questions(world_config) -> None:  # noqa: ANN001
     """The second look's evaluation copies the first look's work on the questions both hold (greedy: the same
     answers) and answers only the new ones, with every reflection linked to the copies of its attempts."""
-    cfg_path = tmp_path / "evolver.toml"
-    cfg_path.write_text('state_dir = "state"\n[evaluation]\nlimit = 6\npaper_protocol = false\n')
-    (tmp_path / "evals").symlink_to(repo_root / "evals")
-    cfg = load_config(cfg_path)
+    cfg = world_config("[evaluation]\nlimit = 6\npaper_protocol = false\n")
     store = Store.open(cfg.state_dir / "evolver.db")
     store.create_generation(0, None, "embedded", "h", "{}", status="base")
     ctx = StageContext(cfg, store, 0, None, BackendHolder(cfg))
