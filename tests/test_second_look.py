@@ -9,12 +9,13 @@ import pytest
 
 from evolver.backends.holder import BackendHolder
 from evolver.context import StageContext
-from evolver.evaluation.outcomes import item_level, purpose
+from evolver.evaluation.outcomes import purpose
 from evolver.evaluation.run import evaluate, questions
 from evolver.policy.decide import BenchmarkScores, Decision, Scores, decide
 from evolver.policy.rules import Policy
 from evolver.stages.decide import in_question, promising, widening
 from evolver.store import Store
+from evolver.tasks.base import meta_level
 from evolver.world import base_model_path
 
 
@@ -102,7 +103,7 @@ def test_the_widened_levels_hold_the_first_looks_questions_and_more(world_config
     _, first = questions(cfg, "arith")
     _, wide = questions(cfg, "arith", 70, {"b10", "b7"})
     _, every = questions(cfg, "arith", 70)
-    count = Counter(item_level(it) for it in wide.items)
+    count = Counter(meta_level(it.meta) for it in wide.items)
     assert count == {"b10": 70, "b7": 70, "b9": 30, "b8": 30, "b6": 30}
     assert {it.id for it in first.items} < {it.id for it in wide.items} < {it.id for it in every.items}
     assert len(every.items) == 5 * 70

@@ -11,7 +11,7 @@ import json
 
 from evolver.states import EvalProtocol
 from evolver.store import Store
-from evolver.tasks.base import Item
+from evolver.tasks.base import meta_level
 
 Outcomes = dict[str, dict[int, bool]]  # metric -> question id -> correct
 
@@ -27,22 +27,18 @@ def unit_name(suite: str, level: str | None) -> str:
 
 
 def suite_of(unit: str) -> str:
-    return unit.split("/", 1)[0]
+    return split_unit(unit)[0]
 
 
-def level_of(meta: object) -> str | None:
-    """A question's level from its meta (`meta.level`), None when the task has no levels."""
-    level = meta.get("level") if isinstance(meta, dict) else None
-    return None if level is None else str(level)
-
-
-def item_level(item: Item) -> str | None:
-    return level_of(item.meta)
+def split_unit(unit: str) -> tuple[str, str | None]:
+    """A unit's suite and level (None for the suite's own unit): the inverse of `unit_name`."""
+    suite, _, level = unit.partition("/")
+    return suite, level or None
 
 
 def question_levels(store: Store, question_ids: list[int]) -> dict[int, str | None]:
     """Each stored question's level (`meta.level`), None when the task has no levels."""
-    return {qid: level_of(json.loads(q.meta) if q.meta else {}) for qid, q in store.questions(question_ids).items()}
+    return {qid: meta_level(json.loads(q.meta) if q.meta else {}) for qid, q in store.questions(question_ids).items()}
 
 
 def outcomes(store: Store, generation: int, suite: str, protocol: str, key: str, max_rounds: int,

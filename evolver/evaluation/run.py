@@ -24,7 +24,7 @@ from evolver.backends.holder import base_fingerprint
 from evolver.config import LoadedConfig
 from evolver.context import StageContext
 from evolver.evaluation.identity import eval_identity, eval_key, same_but_questions
-from evolver.evaluation.outcomes import by_unit, item_level, outcomes, purpose, question_levels, rates
+from evolver.evaluation.outcomes import by_unit, outcomes, purpose, question_levels, rates
 from evolver.models import pick_device, resolve_base, resolve_dtype
 from evolver.reflection.common import adapter_for, instruction_pool, load_split, register_items, suite_limit
 from evolver.reflection.engine import LoopSpec, fixed_picker, run_loop
@@ -32,7 +32,7 @@ from evolver.reflection.instructions import Instruction
 from evolver.states import BASE_GENERATION, EvalProtocol, gen_name
 from evolver.store import Store
 from evolver.store.schema import Evaluation
-from evolver.tasks.base import Item, Task
+from evolver.tasks.base import Item, Task, meta_level
 from evolver.tasks.rows import Loaded
 
 Report = dict[str, dict[str, dict[str, float]]]  # unit -> protocol -> metric -> value
@@ -58,7 +58,7 @@ def questions(cfg: LoadedConfig, suite: str, limit: int | None = None,
     _, first = load_split(cfg, suite, "test", default)
     keep, wide = {it.id for it in first.items}, set(levels)
     return task, replace(loaded, items=first.items + [it for it in loaded.items
-                                                       if it.id not in keep and item_level(it) in wide])
+                                                       if it.id not in keep and meta_level(it.meta) in wide])
 
 
 def evaluate(ctx: StageContext, suite: str, generation: int, paper: bool | None = None,

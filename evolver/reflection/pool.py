@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evolver.tasks.base import Item
+from evolver.tasks.base import Item, meta_level
 
 NO_LEVEL = ""
 
@@ -47,8 +47,7 @@ class Pool:
 
 
 def level_of(item: Item) -> str:
-    level = item.meta.get("level") if item.meta else None
-    return NO_LEVEL if level is None else str(level)
+    return meta_level(item.meta) or NO_LEVEL
 
 
 def by_level(items: Sequence[Item]) -> dict[str, list[Item]]:

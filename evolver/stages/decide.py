@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from evolver.context import StageContext, StageResult
-from evolver.evaluation.outcomes import by_unit, outcomes, question_levels
+from evolver.evaluation.outcomes import by_unit, outcomes, question_levels, split_unit
 from evolver.evaluation.run import evaluate
 from evolver.policy.actions import apply
 from evolver.policy.decide import EPS, BenchmarkScores, Decision, Scores, decide, drop_limit, test_key
@@ -132,8 +132,8 @@ def widening(units: list[str]) -> Widening:
     ('arith') all of its levels."""
     out: Widening = {}
     for u in units:
-        suite, _, level = u.partition("/")
-        if not level:
+        suite, level = split_unit(u)
+        if level is None:
             out[suite] = None
         elif suite not in out or out[suite] is not None:
             out[suite] = (out.get(suite) or frozenset()) | {level}

@@ -9,7 +9,7 @@ what is missing, so an interrupted stage resumes where it stopped, on the same p
 from __future__ import annotations
 
 from evolver.context import StageContext, StageResult
-from evolver.evaluation.outcomes import suite_of
+from evolver.evaluation.outcomes import split_unit
 from evolver.reflection.common import adapter_for, instruction_pool, load_task, register_items, sampling
 from evolver.reflection.engine import LoopSpec, cycle_picker, fixed_picker, run_loop, uniform_picker
 from evolver.reflection.pool import Pool, PoolRules, draw
@@ -23,8 +23,9 @@ def level_scores(store: Store, generation: int | None, suite: str) -> dict[str, 
         return {}
     out: dict[str, float] = {}
     for r in store.eval_results(generation):
-        if r.protocol == EvalProtocol.STANDARD and r.metric == "acc@t1" and suite_of(r.benchmark) == suite:
-            out[r.benchmark.partition("/")[2]] = r.value  # "" is the suite as a whole
+        unit_suite, level = split_unit(r.benchmark)
+        if r.protocol == EvalProtocol.STANDARD and r.metric == "acc@t1" and unit_suite == suite:
+            out[level or ""] = r.value  # "" is the suite as a whole
     return out
 
 

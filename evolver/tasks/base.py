@@ -20,6 +20,12 @@ class Item:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def meta_level(meta: object) -> str | None:
+    """A question's level from its meta (`meta.level`, e.g. the embedded world's bases), None without one."""
+    level = meta.get("level") if isinstance(meta, dict) else None
+    return None if level is None else str(level)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The verifier's judgement of one output.
