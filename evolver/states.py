@@ -1,4 +1,5 @@
-"""The names of states, defined once: generation statuses, stages, phase statuses, event kinds.
+"""The names of states, defined once: generation statuses, stages, phase statuses, event kinds;
+and how generations and evaluation units are named.
 
 They are `StrEnum`s, so they are stored in SQLite and JSON as the plain words below and compare
 equal to them; code never spells a state as a string literal of its own.
@@ -91,3 +92,14 @@ POOL_PURPOSE = "pool"  # attempts and reflections of the generate stage (trainin
 def gen_name(gen_id: int | None) -> str:
     """'gen-0007' (or 'none'): how generations are named everywhere, folders included."""
     return "none" if gen_id is None else f"gen-{gen_id:04d}"
+
+
+def unit_name(suite: str, level: str | None) -> str:
+    """'arith/b9' (or 'arith' for the suite's own unit): the units evaluation reports and the policy tests."""
+    return suite if level is None else f"{suite}/{level}"
+
+
+def split_unit(unit: str) -> tuple[str, str | None]:
+    """A unit's suite and level (None for the suite's own unit): the inverse of `unit_name`."""
+    suite, _, level = unit.partition("/")
+    return suite, level or None

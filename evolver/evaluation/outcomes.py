@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from evolver.states import EvalProtocol
+from evolver.states import EvalProtocol, unit_name
 from evolver.store import Store
 from evolver.tasks.base import meta_level
 
@@ -20,20 +20,6 @@ def purpose(suite: str, protocol: str, key: str) -> str:
     """Attempts of one evaluation: the suite, the protocol and the evaluation's key (so each key has its own)."""
     kind = "eval" if protocol == EvalProtocol.STANDARD else "eval-fixed"
     return f"{kind}:{suite}@{key[:16]}"
-
-
-def unit_name(suite: str, level: str | None) -> str:
-    return suite if level is None else f"{suite}/{level}"
-
-
-def suite_of(unit: str) -> str:
-    return split_unit(unit)[0]
-
-
-def split_unit(unit: str) -> tuple[str, str | None]:
-    """A unit's suite and level (None for the suite's own unit): the inverse of `unit_name`."""
-    suite, _, level = unit.partition("/")
-    return suite, level or None
 
 
 def question_levels(store: Store, question_ids: list[int]) -> dict[int, str | None]:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from evolver.errors import UsageError
 from evolver.policy.rules import Policy
 from evolver.policy.stats import bootstrap_ci, mcnemar
-from evolver.states import gen_name
+from evolver.states import gen_name, split_unit
 
 T1 = "acc@t1"
 EPS = 1e-9  # points; keeps 2.0000000001 from counting as "more than 2"
@@ -82,11 +82,6 @@ class Decision:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _suite(unit: str) -> str:
-    """A unit is a suite or one level of it ('arith/5d'); a policy names suites."""
-    return unit.split("/", 1)[0]
 
 
 def _pts(delta: float) -> str:
@@ -166,7 +161,7 @@ def decide(candidate: Scores, incumbent: Scores | None, policy: Policy) -> Decis
             for side, g in ((candidate, cg), (incumbent, ig)):
                 if b not in side.benchmarks:
                     return reject(f"{g} was not evaluated on {b}, which the policy requires")
-        benches = [u for u in benches if _suite(u) in policy.benchmarks]
+        benches = [u for u in benches if split_unit(u)[0] in policy.benchmarks]
     elif not benches:
         return reject(f"no benchmark was evaluated for both {cg} and {ig}")
     for b in benches:

@@ -23,12 +23,12 @@ from dataclasses import replace
 from typing import Any
 
 from evolver.context import StageContext, StageResult
-from evolver.evaluation.outcomes import by_unit, outcomes, question_levels, split_unit
+from evolver.evaluation.outcomes import by_unit, outcomes, question_levels
 from evolver.evaluation.run import evaluate
 from evolver.policy.actions import apply
 from evolver.policy.decide import EPS, BenchmarkScores, Decision, Scores, decide, drop_limit, test_key
 from evolver.policy.rules import Policy, load_policy
-from evolver.states import EvalProtocol, EventKind, PointerName
+from evolver.states import EvalProtocol, EventKind, PointerName, split_unit
 
 DECIDED = (EventKind.PROMOTED, EventKind.REJECTED, EventKind.MANUAL_PROMOTE)  # a verdict on this generation
 

@@ -9,11 +9,10 @@ what is missing, so an interrupted stage resumes where it stopped, on the same p
 from __future__ import annotations
 
 from evolver.context import StageContext, StageResult
-from evolver.evaluation.outcomes import split_unit
 from evolver.reflection.common import adapter_for, instruction_pool, load_task, register_items, sampling
 from evolver.reflection.engine import LoopSpec, cycle_picker, fixed_picker, run_loop, uniform_picker
 from evolver.reflection.pool import Pool, PoolRules, draw
-from evolver.states import POOL_PURPOSE, EvalProtocol, gen_name
+from evolver.states import POOL_PURPOSE, EvalProtocol, gen_name, split_unit
 from evolver.store import Store
 
 
