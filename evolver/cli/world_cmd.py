@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         cycles_done: int = typer.Option(1, "--cycles-done", help="Cycles the --resume folder has finished."),
         as_json: JsonFlag = False,
     ) -> None:
-        """Pretrain the world model from scratch (3 x 750 steps, about 25 min on 2 cores); same seed,
+        """Pretrain the world model from scratch (3 x 800 steps, about 26 min on 2 cores); same seed,
         steps and threads reproduce the shipped weights."""
         from dataclasses import replace
 

@@ -47,8 +47,9 @@ from evolver.world.task import (
 )
 
 # Share of pretraining examples per base: base 10 most, so the base level is the one the
-# generation-0 model knows best; every other base often enough to write it in the right format.
-BASE_MIX = {10: 0.4, 9: 0.15, 8: 0.15, 7: 0.15, 6: 0.15}
+# generation-0 model knows best; every other base of the ladder (9 down to 4) often enough to
+# write it in the right format, with its own table learned only in part: room to evolve.
+BASE_MIX = {10: 0.4, 9: 0.1, 8: 0.1, 7: 0.1, 6: 0.1, 5: 0.1, 4: 0.1}
 P_FAULT = 0.85
 P_SLIP = 0.12  # per column without a habit error
 P_MISREAD = 0.06  # per column without another error
@@ -220,7 +221,7 @@ def examples(seed: int, count: int, mix: dict[int, float] | None = None) -> Iter
         yield make_example(rng, q, pool)
 
 
-def documents(seed: int, count: int) -> Iterator[tuple[str, str]]:
+def documents(seed: int, count: int, mix: dict[int, float] | None = None) -> Iterator[tuple[str, str]]:
     """(text without EOS, prefix trained without loss): every trial, reflection and retry doc.
 
     A retry doc starts with its reflection doc minus the EOS, so an LM trained on both could
@@ -229,7 +230,7 @@ def documents(seed: int, count: int) -> Iterator[tuple[str, str]]:
     doc's prompt repeats a trial doc, so only its reflection carries loss: the capacity goes
     to the decisions that matter (which step, which sum).
     """
-    for ex in examples(seed, count):
+    for ex in examples(seed, count, mix):
         yield ex.trial_doc, ""
         if ex.reflect_doc is not None and ex.retry_doc is not None:
             yield ex.reflect_doc, ex.reflect_doc[: ex.reflect_doc.rindex(REFLECTION_CUE) + len(REFLECTION_CUE)]

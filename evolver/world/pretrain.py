@@ -13,9 +13,11 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from evolver.world.corpus import BASE_MIX, documents
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class PretrainConfig:
     intermediate: int = 384
     threads: int = 2
     cycles: int = 3  # cosine cycles of `steps` each; each starts a fresh optimizer (warm restart)
+    mix: dict[int, float] = field(default_factory=lambda: dict(BASE_MIX))  # share of examples per base (level)
 
 
 def model_config(cfg: PretrainConfig, tok: Any) -> Any:
@@ -87,7 +90,6 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(), log: C
     import torch
     from transformers import AutoModelForCausalLM
 
-    from evolver.world.corpus import documents
     from evolver.world.tokenizer import build_tokenizer
 
     t0 = time.time()
@@ -95,7 +97,7 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig(), log: C
     torch.manual_seed(cfg.seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    docs = list(documents(cfg.seed, cfg.examples))
+    docs = list(documents(cfg.seed, cfg.examples, cfg.mix))
     tok = build_tokenizer([d for d, _ in docs[:4000]])
     data, targets, n_tokens = _blocks(docs, tok, cfg.block, cfg.seed)
     log(f"corpus: {len(docs)} documents, {n_tokens} tokens, {len(data)} blocks of {cfg.block}; vocab {len(tok)}")
