@@ -8,7 +8,10 @@ Runs the daemon in this process for `--generations` generations (a fresh state f
 acc@t1 / acc@t2 per level, minutes per stage. It checks the issue's bars on the result:
   - promotions: how many of the generations were promoted;
   - late gains: the model current after the last generation against the one current after
-    generation 3, per level, with the policy's paired test (exact McNemar, Bonferroni over levels);
+    generation 3, per level, with the policy's paired test (exact McNemar, Bonferroni over levels),
+    on `--final` held-out questions per level (default 1,000: the whole of each embedded level's split;
+    late in a lineage both models are near the ceiling, and the first look's 400 cannot show a
+    one-point gain); the evaluation reuses the questions both models already answered;
   - no forgetting: the largest drop of any level along the main line (each promotion against the
     generation it replaced, as the deciding look measured both on the same questions), for acc@t1 and acc@t2;
 and draws acc@t1 and acc@t2 per level across generations, promotions marked (`--plot`).
@@ -38,15 +41,15 @@ def current_after(store: Any, k: int) -> int:
     return max(ids, default=0)
 
 
-def unit_outcomes(ctx: Any, generation: int, primaries: tuple[str, ...]) -> dict[str, dict[int, bool]]:
-    """'unit metric' -> per-question outcomes, for each unit and primary metric."""
+def unit_outcomes(ctx: Any, generation: int, primaries: tuple[str, ...], limit: int | None) -> dict[str, dict[int, bool]]:
+    """'unit metric' -> per-question outcomes, for each unit and primary metric (`limit` questions per level)."""
     from evolver.stages.decide import scores
 
-    return {f"{u} {m}": dict(o) for u, s in scores(ctx, generation, primaries).benchmarks.items()
+    return {f"{u} {m}": dict(o) for u, s in scores(ctx, generation, primaries, limit=limit).benchmarks.items()
             for m, o in s.by_metric.items()}
 
 
-def analyse(cfg: LoadedConfig, store: Any, backends: Any, generations: int) -> dict[str, Any]:
+def analyse(cfg: LoadedConfig, store: Any, backends: Any, generations: int, final: int | None) -> dict[str, Any]:
     from evolver.context import StageContext
     from evolver.policy.rules import load_policy
     from evolver.policy.stats import mcnemar
@@ -68,7 +71,7 @@ def analyse(cfg: LoadedConfig, store: Any, backends: Any, generations: int) -> d
     early, late = current_after(store, 3), current_after(store, generations)
     tests: dict[str, dict[str, Any]] = {}
     if early != late:
-        a, b = unit_outcomes(ctx, late, policy.primaries), unit_outcomes(ctx, early, policy.primaries)
+        a, b = (unit_outcomes(ctx, g, policy.primaries, final) for g in (late, early))
         units = sorted(set(a) & set(b))
         alpha = policy.alpha / max(len(units), 1)
         for u in units:
@@ -95,6 +98,8 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--state", default=None, help="State folder (default: a fresh temporary one).")
     ap.add_argument("--plot", default=None, help="Write the per-level picture here (e.g. docs/evolution.png).")
+    ap.add_argument("--final", type=int, default=1000,
+                    help="Held-out questions per level for the late-gains test (0 = the first look's).")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from evolver.backends.holder import BackendHolder
@@ -118,7 +123,8 @@ def main() -> None:
     result = Daemon(cfg, args.generations, progress, backends).run(signals=True)
     wall = time.time() - t0
     with Store.open(cfg.state_dir / "evolver.db") as store:
-        out = analyse(cfg, store, backends, args.generations)
+        out = analyse(cfg, store, backends, args.generations, args.final or None)
+        out["final_min"] = round((time.time() - t0 - wall) / 60, 1)
         if args.plot:
             from evolver.cli.lineage_view import read_lineage
             from evolver.views.plot import plot_accuracy
@@ -137,7 +143,9 @@ def main() -> None:
                            for u, m in sorted(r["metrics"].items()))
         mins = " ".join(f"{s}={v}" for s, v in r["minutes"].items())
         print(f"gen {r['generation']:>2} {r['status']:<9} {levels}  | {mins}")
-    print(f"current after gen 3: gen {out['early']}; after gen {args.generations}: gen {out['late']}")
+    per = args.final or "the first look's"
+    print(f"current after gen 3: gen {out['early']}; after gen {args.generations}: gen {out['late']}"
+          f" ({per} questions per level; {out['final_min']} min)")
     for u, t in out["tests"].items():
         print(f"  {u}: {100 * t['early']:.1f} -> {100 * t['late']:.1f} (+{t['wins']}/-{t['losses']}, p={t['p']:.2g})"
               f" {'significant' if t['significant'] else 'NOT significant'}")
