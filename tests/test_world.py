@@ -24,9 +24,11 @@ from evolver.world.task import (
     as_first_trial,
     content_hash,
     gold_steps,
+    is_held_out,
     make_questions,
     parse_answer,
     parse_question,
+    question_text,
     render_retry,
     render_solution,
 )
@@ -282,3 +284,16 @@ def test_the_pretraining_corpus_covers_every_level_the_shipped_suites_hold() -> 
     for it in ladder:
         ids = tok(trial_prompt(ArithTask.answer_format, it.text), add_special_tokens=False)["input_ids"]
         assert tok.unk_token_id is None or tok.unk_token_id not in ids
+
+
+def test_a_level_with_fewer_questions_than_a_split_asks_gives_all_it_has() -> None:
+    """Base 4 has 36,864 pairs of 4-digit numbers: its train side is every pair outside the held-out bucket
+    (fewer than TRAIN_SIZE), drawn without end-less rejection, and still disjoint from its test side."""
+    from evolver.world.task import TRAIN_SIZE, _numeral
+
+    train = ArithTask(bases=[4]).load("train")
+    test = ArithTask(bases=[4]).load("test")
+    every = [question_text(_numeral(x, 4), _numeral(y, 4), 4) for x in range(64, 256) for y in range(64, 256)]
+    expected = {t for t in every if not is_held_out(t)}
+    assert len(train) == len(expected) < TRAIN_SIZE and {i.text for i in train} == expected
+    assert len(test) == 1000 and not {i.text for i in test} & expected

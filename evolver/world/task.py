@@ -37,7 +37,7 @@ ANSWER_FORMAT = "Add the numbers column by column from the right, then end with 
 BASE_LEVEL = 10  # the base level's number base: the documented numbers are this level's
 DIGITS = 4
 TEST_BUCKETS = 10  # one content-hash bucket in TEST_BUCKETS is held out
-TRAIN_SIZE = 40_000  # per level
+TRAIN_SIZE = 40_000  # per level (base 4 has fewer: every train-side pair)
 TEST_SIZE = 1_000  # per level
 _FINISH = re.compile(r"Finish\s*\[\s*([0-9][0-9\s]*?)\s*\]")
 _RETRY_STEP = re.compile(r"(\d+) (?:kept|fixed) ")
@@ -180,24 +180,27 @@ def _numeral(n: int, base: int) -> str:
 
 
 def make_questions(seed: int, held_out: bool, count: int, base: int = BASE_LEVEL) -> list[Question]:
-    """`count` distinct 4-digit questions in `base` on the chosen side of the split, in a seeded order.
+    """`count` distinct 4-digit questions in `base` on the chosen side of the split, in a seeded order (all
+    of that side when it holds fewer: base 4's train side has about 33,000).
 
     The base level keeps the stream it always had, so its questions (and the documented numbers)
     do not change with the levels added beside it.
     """
     tag = "" if base == BASE_LEVEL else f":b{base}"
     rng = random.Random(f"arith:{seed}:{'test' if held_out else 'train'}{tag}")
-    seen: set[tuple[int, int]] = set()
+    tried: set[tuple[int, int]] = set()
     out: list[Question] = []
     lo, hi = base ** (DIGITS - 1), base**DIGITS - 1
-    while len(out) < count:
+    space = (hi - lo + 1) ** 2  # base 4 has 36,864 pairs: fewer than TRAIN_SIZE on the train side
+    while len(out) < count and len(tried) < space:
         rng.choice((DIGITS,))  # keeps the base level's random stream as it was
         pair = (rng.randint(lo, hi), rng.randint(lo, hi))
-        q = Question(_numeral(pair[0], base), _numeral(pair[1], base), base)
-        if pair in seen or is_held_out(q.text) != held_out:
+        if pair in tried:
             continue
-        seen.add(pair)
-        out.append(q)
+        tried.add(pair)
+        q = Question(_numeral(pair[0], base), _numeral(pair[1], base), base)
+        if is_held_out(q.text) == held_out:
+            out.append(q)
     return out
 
 
