@@ -17,7 +17,7 @@ def items(bases: tuple[int, ...] = (10, 9, 8), n: int = 100) -> list[Item]:
 def test_frontier_is_the_lowest_level_not_mastered() -> None:
     assert frontier_level(["b10", "b9", "b8"], {"b10": 0.95, "b9": 0.5}, 0.9) == "b9"
     assert frontier_level(["b10", "b9", "b8"], {}, 0.9) == "b10"  # unknown is not mastered
-    assert frontier_level(["b10", "b9"], {"b10": 0.99, "b9": 0.95}, 0.9) == "b9"  # all mastered: the top
+    assert frontier_level(["b10", "b9"], {"b10": 0.99, "b9": 0.95}, 0.9) is None  # all mastered: no frontier
 
 
 def test_new_questions_come_from_the_frontier_and_every_level_above() -> None:
@@ -43,6 +43,17 @@ def test_review_draws_from_the_mastered_levels_below_the_frontier() -> None:
     # nothing below the frontier: the review share goes to the frontier and the levels above, as without review
     low = draw(items((10, 9)), {}, {}, review)
     assert {lv: v["new"] for lv, v in low.report["levels"].items()} == {"b10": 20, "b9": 20}
+
+
+def test_once_every_level_is_mastered_new_questions_come_from_each_alike() -> None:
+    """No level takes the pool once all are mastered: a pool piled onto the last level let the others drift."""
+    review = PoolRules(40, 0.0, 0.75, 0.9, review=0.1)
+    pool = draw(items((10, 9, 8, 7)), {}, {"b10": 1.0, "b9": 0.99, "b8": 0.95, "b7": 0.92}, review)
+    assert pool.frontier is None and pool.report["all_mastered"]
+    assert {lv: v["new"] for lv, v in pool.report["levels"].items()} == {"b10": 10, "b9": 10, "b8": 10, "b7": 10}
+    # one level back below mastery is the frontier again
+    again = draw(items((10, 9, 8, 7)), {}, {"b10": 1.0, "b9": 0.99, "b8": 0.85, "b7": 0.92}, review)
+    assert again.frontier == "b8" and not again.report["all_mastered"]
 
 
 def test_a_solved_question_retires_and_a_failed_one_returns() -> None:

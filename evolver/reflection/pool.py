@@ -12,7 +12,9 @@ and, in equal parts, from every level above it, so the pool climbs as the model 
 and no level waits untrained until the frontier reaches it (a level learned only through transfer
 from its neighbours moves by chance from one generation to the next). `reflection.pool_review` of
 them come from the mastered levels below the frontier (review: a mastered level no pool asks again
-drifts while the others train). A task without levels is one
+drifts while the others train). Once every level is mastered there is no frontier: the new
+questions come from every level in equal parts (a pool piled onto one mastered level let the others
+drift by 5 to 16 points, and the policy rejected every such candidate). A task without levels is one
 level, and the pool is simply its failures plus fresh questions.
 
 Deterministic: the draw depends only on the items' order and on earlier generations' history,
@@ -57,12 +59,12 @@ def by_level(items: Sequence[Item]) -> dict[str, list[Item]]:
     return out
 
 
-def frontier_level(levels: Sequence[str], acc_t1: dict[str, float], mastery: float) -> str:
-    """The lowest level not mastered (unknown counts as not mastered); the top level when all are."""
+def frontier_level(levels: Sequence[str], acc_t1: dict[str, float], mastery: float) -> str | None:
+    """The lowest level not mastered (unknown counts as not mastered); None when every level is."""
     for lv in levels:
         if acc_t1.get(lv, 0.0) < mastery:
             return lv
-    return levels[-1]
+    return None
 
 
 def _equal_parts(levels: Sequence[str], n: int) -> dict[str, int]:
@@ -76,17 +78,20 @@ def draw(items: Sequence[Item], history: dict[str, tuple[int, bool, int]], acc_t
     levels = by_level(items)
     order = list(levels)
     frontier = frontier_level(order, acc_t1, rules.mastery)
-    ups = order[order.index(frontier) + 1:]
     retired = sum(1 for _n, solved, _last in history.values() if solved)
     failed = [it for lv in order for it in levels[lv] if it.id in history and not history[it.id][1]]
     failed.sort(key=lambda it: (history[it.id][2], history[it.id][0]))  # longest waiting, least asked first
     returning = failed[: round(rules.size * rules.returns)]
     n_new = rules.size - len(returning)
-    downs = order[: order.index(frontier)]
-    quota = _equal_parts(downs, round(n_new * rules.review) if downs else 0)
-    n_up = n_new - sum(quota.values())
-    quota[frontier] = n_up if not ups else round(n_up * rules.frontier_share)
-    quota.update(_equal_parts(ups, n_up - quota[frontier]))
+    if frontier is None:  # every level mastered: review them all alike
+        quota = _equal_parts(order, n_new)
+    else:
+        at = order.index(frontier)
+        downs, ups = order[:at], order[at + 1:]
+        quota = _equal_parts(downs, round(n_new * rules.review) if downs else 0)
+        n_up = n_new - sum(quota.values())
+        quota[frontier] = n_up if not ups else round(n_up * rules.frontier_share)
+        quota.update(_equal_parts(ups, n_up - quota[frontier]))
     new: list[Item] = []
     for lv, n in quota.items():
         fresh = [it for it in levels[lv] if it.id not in history]
@@ -95,7 +100,7 @@ def draw(items: Sequence[Item], history: dict[str, tuple[int, bool, int]], acc_t
     if short > 0:  # fresh questions ran out: more of the failed ones, then the pool is smaller
         returning += failed[len(returning): len(returning) + short]
     chosen = new + returning
-    report = {"frontier": frontier or None, "size": len(chosen), "retired_before": retired,
+    report = {"frontier": frontier or None, "all_mastered": frontier is None, "size": len(chosen), "retired_before": retired,
               "waiting_before": len(failed),
               "levels": {lv or "all": {"new": sum(1 for it in new if level_of(it) == lv),
                                        "returning": sum(1 for it in returning if level_of(it) == lv)}

@@ -130,6 +130,8 @@ def _pool_lines(g: GenInfo) -> list[Text]:
     line = Text("pool: ", style="bold")
     if pool.get("frontier"):
         line.append(f"frontier {pool['frontier']}; ")
+    elif pool.get("all_mastered"):
+        line.append("every level mastered, new questions from each alike; ")
     line.append("; ".join(f"{lv} {v['new']} new + {v['returning']} returning"
                           for lv, v in (pool.get("levels") or {}).items()))
     line.append(f"; {pool.get('retired_before', 0):,} solved questions retired before, "
