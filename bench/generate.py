@@ -6,7 +6,7 @@ in one backend call, then all reflections, then all retries, rows stored in bulk
 as bigai-nlco/ReflectEvo does. Because sampling is seeded per item, both produce the same
 texts (checked), so the ratio compares equal work.
 
-    python bench/generate.py [--n 256] [--k 2] [--model embedded|PATH] [--batch 64]
+    python bench/generate.py [--n 256] [--k 2] [--model embedded|PATH] [--batch 64]   (--n: questions per level)
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def sequential(backend: TransformersBackend, task, items, spec: LoopSpec, db: Pa
     tokens = 0
     trial, reflect = with_stop(spec.trial, TRIAL_STOP), with_stop(spec.reflect, REFLECTION_STOP)
     t0 = time.perf_counter()
-    for it in items:
+    for i, it in enumerate(items, 1):
         qid = store.upsert_questions([{"source": task.name, "external_id": it.id, "text": it.text, "gold": it.gold}])[it.id]
         qkey = f"{task.name}:{it.id}"
         p1 = prompts.trial_prompt(task.answer_format, it.text)
@@ -74,6 +74,8 @@ def sequential(backend: TransformersBackend, task, items, spec: LoopSpec, db: Pa
                 v2 = task.score(it, o2.text)
                 rows.append({**rows[0], "trial": 2, "branch": b, "output": o2.text, "correct": v2.correct})
         store.insert_attempts(rows)
+        if i % 16 == 0:  # progress: a run cut short still says how far the slow pattern got
+            print(f"one at a time: {i} of {len(items)} questions in {time.perf_counter() - t0:.1f} s", flush=True)
     seconds = time.perf_counter() - t0
     store.close()
     return seconds, tokens
@@ -81,7 +83,7 @@ def sequential(backend: TransformersBackend, task, items, spec: LoopSpec, db: Pa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--n", type=int, default=256, help="Questions per level of the suite (arith: five levels).")
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--batch", type=int, default=64)
@@ -98,11 +100,12 @@ def main() -> None:
     backend = TransformersBackend(ref, ModelConfig(), batch_size=args.batch)
     with tempfile.TemporaryDirectory() as tmp:
         sa, ta = batched(backend, task, items, spec, Path(tmp) / "a.db")
+        print(f"batched: {len(items)} questions in {sa:.1f} s, {ta} tokens out", flush=True)
         sb, tb = sequential(backend, task, items, spec, Path(tmp) / "b.db")
         a = Store.open(Path(tmp) / "a.db")
         b = Store.open(Path(tmp) / "b.db")
         same = sorted(x.output for x in a.attempts(1, "pool")) == sorted(x.output for x in b.attempts(1, "seq"))
-    t = Table(title=f"generation: {args.n} questions, k={args.k}, model {Path(ref).name}")
+    t = Table(title=f"generation: {len(items)} questions ({args.n} per level), k={args.k}, model {Path(ref).name}")
     for c in ("pipeline", "seconds", "tokens", "tokens/s"):
         t.add_column(c, justify="right")
     t.add_row(f"batched (batch {args.batch})", f"{sa:.1f}", str(ta), f"{ta / sa:,.0f}")

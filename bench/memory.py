@@ -42,9 +42,10 @@ def cuda_mb() -> tuple[float, float] | None:
 class Sampler(threading.Thread):
     """Samples this process's RSS every `period` s; closes a row each time the daemon finishes a generation."""
 
-    def __init__(self, done_count: Any, period: float = 0.2) -> None:
+    def __init__(self, done_count: Any, period: float = 0.2, on_row: Any = None) -> None:
         super().__init__(daemon=True)
         self.done_count = done_count  # () -> generations finished so far
+        self.on_row = on_row  # (row) -> None, called as each generation's row closes (progress)
         self.period = period
         self.rows: list[dict[str, Any]] = []
         self.stop = threading.Event()
@@ -68,6 +69,8 @@ class Sampler(threading.Thread):
                     }
                 )
                 self._peak = now
+                if self.on_row is not None:
+                    self.on_row(self.rows[-1])
 
 
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -87,6 +90,16 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "slope_mb_per_gen": round(slope, 1),
         "flat": abs(change) <= TOLERANCE,
     }
+
+
+def print_row(r: dict[str, Any]) -> None:
+    """One generation's line, printed as soon as it closes: a run stopped early still shows what it measured."""
+    alloc = f"{r['cuda_allocated_mb']:.0f}" if r["cuda_allocated_mb"] is not None else "-"
+    res = f"{r['cuda_reserved_mb']:.0f}" if r["cuda_reserved_mb"] is not None else "-"
+    print(
+        f"{r['generation']:>3} {r['rss_mb']:>8.0f} {r['peak_rss_mb']:>8.0f} {alloc:>10} {res:>9} {r['minutes']:>6.1f}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -113,8 +126,11 @@ def main() -> None:
     cfg = LoadedConfig(type(base.config).model_validate(data), base.path)
     backends = BackendHolder(cfg)
     daemon = Daemon(cfg, args.generations, None, backends)
-    sampler = Sampler(lambda: len(daemon.result.generations))
     start_mb = rss_mb()
+    if not args.json:
+        print(f"daemon RSS at start {start_mb:.0f} MB (state {cfg.state_dir})")
+        print(f"{'gen':>3} {'RSS MB':>8} {'peak MB':>8} {'CUDA alloc':>10} {'reserved':>9} {'min':>6}", flush=True)
+    sampler = Sampler(lambda: len(daemon.result.generations), on_row=None if args.json else print_row)
     sampler.start()
     result = daemon.run(signals=True)
     time.sleep(2 * sampler.period)
@@ -131,14 +147,6 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"daemon RSS at start {start_mb:.0f} MB (state {out['state']})")
-    print(f"{'gen':>3} {'RSS MB':>8} {'peak MB':>8} {'CUDA alloc':>10} {'reserved':>9} {'min':>6}")
-    for r in sampler.rows:
-        alloc = f"{r['cuda_allocated_mb']:.0f}" if r["cuda_allocated_mb"] is not None else "-"
-        res = f"{r['cuda_reserved_mb']:.0f}" if r["cuda_reserved_mb"] is not None else "-"
-        print(
-            f"{r['generation']:>3} {r['rss_mb']:>8.0f} {r['peak_rss_mb']:>8.0f} {alloc:>10} {res:>9} {r['minutes']:>6.1f}"
-        )
     if out["flat"] is not None:
         print(
             f"generation {len(sampler.rows)} vs 2: {100 * out['change']:+.1f} % (bar ±{100 * TOLERANCE:.0f} %), "

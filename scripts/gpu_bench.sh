@@ -8,7 +8,10 @@
 #                     with no package index, whose missing packages were installed beforehand (wheels)
 #     --long N        after the benches, go on with the main job's store to N generations (bench/long_run.py)
 # Each step's time limit can be set (MAIN_LIMIT, BENCH_LIMIT, LONG_LIMIT seconds), and DEADLINE (epoch
-# seconds) cuts every limit so that nothing runs past it; NO_MEMORY=1 leaves out bench/memory.py.
+# seconds) cuts every limit so that nothing runs past it; NO_MEMORY=1 leaves out bench/memory.py;
+# SKIP="train_bench gpu_tests" leaves out the steps it names (a short lease measures what is still
+# missing); MEM_GENS sets bench/memory.py's generations (default 10, 3 with --quick) and GEN_N
+# bench/generate.py's questions per level (default 32: its one-at-a-time half takes minutes on a GPU).
 #
 # Set-up keeps the image's CUDA torch (scripts/bootstrap.sh; PYTHON=/path/to/python picks it).
 # Nothing is fetched from a model hub: the main job evolves the embedded world. Each step has its own
@@ -29,7 +32,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 OUT="${OUT:-$ROOT/gpu-bench-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUT"
-GENS=3 MEM_GENS=10
+GENS=3 MEM_GENS="${MEM_GENS:-10}"
 [ "$QUICK" = 1 ] && GENS=1 MEM_GENS=3
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 SUMMARY="$OUT/summary.txt"
@@ -39,6 +42,7 @@ step() {  # step NAME LIMIT_S COMMAND...: run, time, log to $OUT/NAME.log, note 
   local name="$1" limit="$2"; shift 2
   local t0=$SECONDS rc
   echo "== $name" | tee -a "$SUMMARY"
+  case " ${SKIP:-} " in *" $name "*) echo "   skipped: SKIP names it" | tee -a "$SUMMARY"; return 0 ;; esac
   if [ -n "${DEADLINE:-}" ]; then  # DEADLINE (epoch seconds): no step runs past it
     local left=$((DEADLINE - $(date +%s)))
     [ "$left" -lt "$limit" ] && limit=$left
@@ -73,7 +77,7 @@ step lineage 120 "${EV[@]}" --set state_dir="$OUT/state" lineage
 for g in $(seq 1 "$GENS"); do
   "${EV[@]}" --set state_dir="$OUT/state" show "$g" > "$OUT/show-$g.txt" 2>&1 || true
 done
-step generate_bench "${BENCH_LIMIT:-1200}" "$PY" bench/generate.py --n 256
+step generate_bench "${BENCH_LIMIT:-1200}" "$PY" bench/generate.py --n "${GEN_N:-32}"
 step train_bench "${BENCH_LIMIT:-1800}" "$PY" bench/train.py --rows 500
 # GPU tests: device sampling noise, fp32 for small models, merge.
 step gpu_tests "${BENCH_LIMIT:-600}" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
