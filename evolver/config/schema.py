@@ -147,7 +147,8 @@ class TrainingConfig(_Section):
     lineage: Literal["continue", "restart"] = Field("continue", description="continue: each generation goes on from its parent's adapter on its data window, a few steps at a small rate; restart: anew from the base model (STaR).")
     data_window: int = Field(10, ge=1, le=1000, description="Train on the last N generations' snapshots, replayed and deduplicated by content.")
     lr_decay: float = Field(
-        1.0, gt=0.0, le=1.0, description="Learning rate x lr_decay^(depth-1): smaller steps deeper in a lineage.")
+        0.85, gt=0.0, le=1.0,
+        description="Learning rate x lr_decay^(depth-1): smaller steps deeper in a lineage, so gains spread over generations.")
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
         default_factory=list,
         description="Experiment trackers the trainer logs to (each must be installed); empty = none."
