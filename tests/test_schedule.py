@@ -24,6 +24,8 @@ def test_steps_scale_with_the_data_and_stop_at_the_cap() -> None:
 def test_learning_rate_decays_with_depth_on_the_lineage(store: Store) -> None:
     sft = SFTConfig(learning_rate=1e-3)
     assert [plan(100, sft, d, 0.5).learning_rate for d in (1, 2, 3)] == [1e-3, 5e-4, 2.5e-4]
+    floored = [plan(100, sft, d, 0.5, 0.2).learning_rate for d in (1, 2, 3, 4, 50)]  # a week-long lineage still learns
+    assert floored == [1e-3, 5e-4, 2.5e-4, 2e-4, 2e-4]
     for g in range(4):
         store.create_generation(g, g - 1 if g else None, "b", "h", "{}")
     store.create_generation(9, 1, "b", "h", "{}")  # a second child of generation 1

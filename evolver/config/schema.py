@@ -149,6 +149,9 @@ class TrainingConfig(_Section):
     lr_decay: float = Field(
         0.85, gt=0.0, le=1.0,
         description="Learning rate x lr_decay^(depth-1): smaller steps deeper in a lineage, so gains spread over generations.")
+    lr_floor: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="The decay stops at this share of the learning rate, so a long-running lineage still learns.")
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
         default_factory=list,
         description="Experiment trackers the trainer logs to (each must be installed); empty = none."

@@ -38,7 +38,7 @@ def run(ctx: StageContext) -> StageResult:
         start = AdapterRef(path=str(verify_adapter(sdet["adapter_path"], sdet.get("adapter_sha256"))),
                            sha256=sdet["adapter_sha256"])
     ref_adapter = parent_adapter(ctx) if tcfg.dpo.ref == "parent" else None
-    schedule = plan(n_pairs, tcfg.dpo, depth(ctx.store, ctx.generation), tcfg.lr_decay)
+    schedule = plan(n_pairs, tcfg.dpo, depth(ctx.store, ctx.generation), tcfg.lr_decay, tcfg.lr_floor)
     spec = build_spec(ctx, "dpo", data, schedule, start, meta={"ref": tcfg.dpo.ref, "data": tcfg.dpo.data},
                       ref=tcfg.dpo.ref, ref_adapter=ref_adapter)
     result = train(ctx, spec)

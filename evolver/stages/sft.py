@@ -25,7 +25,7 @@ def run(ctx: StageContext) -> StageResult:
         reason = f"{n_rows} training rows ({kinds}), fewer than training.sft.min_samples={tcfg.sft.min_samples}"
         detail = {"reason": reason, "sources": data.sources, "lineage": tcfg.lineage, **inherit(ctx, init)}
         return StageResult(detail, skipped=reason)
-    schedule = plan(n_rows, tcfg.sft, depth(ctx.store, ctx.generation), tcfg.lr_decay)
+    schedule = plan(n_rows, tcfg.sft, depth(ctx.store, ctx.generation), tcfg.lr_decay, tcfg.lr_floor)
     spec = build_spec(ctx, "sft", data, schedule, init, meta={"mode": tcfg.sft.mode, "lineage": tcfg.lineage})
     result = train(ctx, spec)
     return StageResult(record(ctx, "sft", result, {
