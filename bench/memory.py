@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from evolver.backends.memory import rss_mb
@@ -42,7 +43,9 @@ def cuda_mb() -> tuple[float, float] | None:
 class Sampler(threading.Thread):
     """Samples this process's RSS every `period` s; closes a row each time the daemon finishes a generation."""
 
-    def __init__(self, done_count: Any, period: float = 0.2, on_row: Any = None) -> None:
+    def __init__(
+        self, done_count: Callable[[], int], period: float = 0.2, on_row: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         super().__init__(daemon=True)
         self.done_count = done_count  # () -> generations finished so far
         self.on_row = on_row  # (row) -> None, called as each generation's row closes (progress)

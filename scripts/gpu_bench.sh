@@ -8,7 +8,7 @@
 #                     with no package index, whose missing packages were installed beforehand (wheels)
 #     --long N        after the benches, go on with the main job's store to N generations (bench/long_run.py)
 # Each step's time limit can be set (MAIN_LIMIT, BENCH_LIMIT, LONG_LIMIT seconds), and DEADLINE (epoch
-# seconds) cuts every limit so that nothing runs past it; NO_MEMORY=1 leaves out bench/memory.py;
+# seconds) cuts every limit so that nothing runs past it; NO_MEMORY=1 is SKIP=memory_bench;
 # SKIP="train_bench gpu_tests" leaves out the steps it names (a short lease measures what is still
 # missing); MEM_GENS sets bench/memory.py's generations (default 10, 3 with --quick) and GEN_N
 # bench/generate.py's questions per level (default 32: its one-at-a-time half takes minutes on a GPU).
@@ -33,6 +33,7 @@ cd "$ROOT"
 OUT="${OUT:-$ROOT/gpu-bench-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$OUT"
 GENS=3 MEM_GENS="${MEM_GENS:-10}"
+[ -n "${NO_MEMORY:-}" ] && SKIP="${SKIP:-} memory_bench"
 [ "$QUICK" = 1 ] && GENS=1 MEM_GENS=3
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 SUMMARY="$OUT/summary.txt"
@@ -81,7 +82,7 @@ step generate_bench "${BENCH_LIMIT:-1200}" "$PY" bench/generate.py --n "${GEN_N:
 step train_bench "${BENCH_LIMIT:-1800}" "$PY" bench/train.py --rows 500
 # GPU tests: device sampling noise, fp32 for small models, merge.
 step gpu_tests "${BENCH_LIMIT:-600}" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
-[ "$QUICK" = 1 ] || [ -n "${NO_MEMORY:-}" ] || step memory_bench 3600 "$PY" bench/memory.py --generations "$MEM_GENS"
+[ "$QUICK" = 1 ] || step memory_bench 3600 "$PY" bench/memory.py --generations "$MEM_GENS"
 # The same store, on to LONG generations (resumes where the main job stopped).
 [ "$LONG" -gt 0 ] && step long_run "${LONG_LIMIT:-3600}" "$PY" bench/long_run.py --config "$ROOT/evolver.toml" --state "$OUT/state" --generations "$LONG"
 
